@@ -7,6 +7,7 @@ state() { { git diff --no-ext-diff; git ls-files --others --exclude-standard; } 
 before=$(state)
 nbdev_export
 nbdev_clean
+python scripts/make_readme.py >/dev/null
 after=$(state)
 if [ "$before" != "$after" ]; then
   echo "error: nbdev_export/nbdev_clean changed files: ntp_rl/ was out of sync with nbs/ or a notebook was not cleaned." >&2
