@@ -15,7 +15,7 @@ export HF_DATASETS_OFFLINE := 1
 export MPLBACKEND := Agg
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # pip prints harmless "Location ... is ignored" lines on the project machines
-QUIET_PIP := grep -v 'is ignored' || true
+QUIET_PIP := { grep -v 'is ignored' || true; }
 
 .PHONY: setup run test sync lab clean-venv
 setup: $(STAMP)
