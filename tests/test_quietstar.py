@@ -1,0 +1,62 @@
+"""Quiet-STaR and distill objectives through the real trainer: exact resume, two processes, curriculum CLI, bad configs."""
+import json, os, subprocess, sys
+from pathlib import Path
+import pytest
+from ntp_rl.trainer import checkpoints, read_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = "from ntp_rl.trainer import train_cli; train_cli()\n"
+QS = ["objective=quietstar", "objective_args.thought_len=4", "objective_args.n_ahead=2", "objective_args.n_thoughts=2",
+      "objective_args.n_positions=6", "model.name_or_path=tiny-llama", "model.device=cpu", "data.corpus=verne",
+      "data.window=24", "data.batch_size=2", "lr=1e-3", "warmup_steps=0"]
+
+def run(cmd, env=None):
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+def losses(out): return {r["step"]: r["loss"] for r in read_metrics(out) if "loss" in r}
+
+def test_quietstar_resume_is_exact(tmp_path):
+    a, b = tmp_path/"a", tmp_path/"b"
+    run([sys.executable, "-c", SCRIPT, *QS, "max_steps=4", "save_every=2", f"out_dir={a}"])
+    run([sys.executable, "-c", SCRIPT, *QS, "max_steps=2", "save_every=2", f"out_dir={b}"])
+    # same run continued to 4 steps (the schedule is cosine-free: constant_with_warmup, so max_steps does not change lr)
+    run([sys.executable, "-c", SCRIPT, *QS, "max_steps=4", "save_every=2", f"out_dir={b}", "resume=latest"])
+    la, lb = losses(a), losses(b)
+    assert [la[s] for s in (1, 2, 3, 4)] == [lb[s] for s in (1, 2, 3, 4)]
+    rows = [r for r in read_metrics(a) if "loss" in r]
+    for k in ("nll_base", "nll_mixed", "policy", "reward_mean", "reward_std", "advantage", "mix_weight", "thought_entropy",
+              "tokens_per_s", "peak_mem_mb"):
+        assert k in rows[-1], k
+
+def test_quietstar_two_processes(tmp_path):
+    script = tmp_path/"train.py"; script.write_text(SCRIPT)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", str(script), *QS, "max_steps=2", f"out_dir={tmp_path/'two'}"], env=env)
+    assert sorted(losses(tmp_path/"two")) == [1, 2]
+    assert (checkpoints(tmp_path/"two")[-1]/"model"/"mixing_head.safetensors").exists()
+
+def test_bad_quietstar_configs(tmp_path):
+    for args, msg in [(["objective_args.thought_len=1"], "at least 2"), (["objective_args.n_ahead=0"], "at least 1 future token"),
+                      (["objective_args.T=4"], "not fields of QuietStarConfig")]:
+        r = subprocess.run([sys.executable, "-c", SCRIPT, *QS, *args, f"out_dir={tmp_path/'x'}"], capture_output=True,
+                           text=True, cwd=ROOT, timeout=120)
+        assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+def test_curriculum_cli_runs_every_stage(tmp_path):
+    cfg = tmp_path/"cur.yaml"
+    cfg.write_text(f"""
+curriculum:
+  out_dir: {tmp_path/'cur'}
+  base: {{model: {{name_or_path: tiny-llama, device: cpu}}, data: {{corpus: verne, window: 16, batch_size: 2}},
+          lr: 0.001, warmup_steps: 0, max_steps: 1}}
+  stages:
+    - {{name: think, objective: quietstar, objective_args: {{thought_len: 3, n_ahead: 2, n_thoughts: 2, n_positions: 4}}}}
+    - {{name: ntp, objective: distill}}
+""")
+    r = run([sys.executable, "-c", "from ntp_rl.trainer import curriculum_cli; curriculum_cli()", "--config", str(cfg)])
+    stages = [json.loads(l)["stage"] for l in r.stdout.strip().splitlines()]
+    assert stages == ["think", "ntp"]
+    assert sorted(p.name for p in (tmp_path/"cur").iterdir()) == ["0_think", "1_ntp"]
