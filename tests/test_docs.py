@@ -197,8 +197,10 @@ def test_every_sidebar_link(site, browser):
             assert browser.eval("document.querySelector('h1').innerText").strip()
             assert browser.eval("document.querySelector('#ntp-sidebar a.active').href") == url
             text = browser.eval("document.querySelector('main').innerText")
-            for leak in ("#| ", "nbdev_export", "from fastcore.test import", "---\ntitle:", "has_sd"):
-                assert leak not in text, f"{url} shows {leak!r}"
+            code = browser.eval("Array.from(document.querySelectorAll('.jp-InputArea')).map(e => e.innerText).join('\\n')")
+            assert "---\ntitle:" not in text and "output-file:" not in text, f"{url} shows its raw front matter"
+            for leak in ("#|", "nbdev.nbdev_export()", "from fastcore.test import"):  # directives, hidden cells
+                assert leak not in code, f"{url} shows {leak!r}"
             for href in browser.eval("Array.from(document.querySelectorAll('a[href]')).map(a => a.href)"):
                 if href.startswith("file:"):
                     f = Path(urllib.request.url2pathname(href.split("#")[0].removeprefix("file://")))
