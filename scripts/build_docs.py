@@ -1,15 +1,16 @@
 """Build the documentation site offline, without Quarto: `make docs` (= `python scripts/build_docs.py`).
 
 Quarto cannot be installed on the project machines (../shared/docs/environment.md §7), so this script does what
-`nbdev_docs` would, in three steps, each into a git-ignored folder:
+`nbdev_proc_nbs` + `nbdev_docs` would, without Quarto:
 
-1. **execute** every notebook in `nbs/` (committed without outputs) with nbdev's test machinery (execnb's
-   `CaptureShell`, cells flagged `notest`/`gpu`/`slow` skipped, so the same CI-sized run as `make test`), one process
-   per notebook, into `_exec/` (a mirror of `nbs/`); results are cached by a hash of the notebook and the library;
-2. **process** `_exec/` with nbdev's own docs processor (`nbdev.serve.proc_nbs`, what `nbdev_proc_nbs` runs, minus
-   its attempt to download and install Quarto) into `_proc/`: hidden cells dropped, `show_doc` signatures and
-   docstrings added for every exported symbol, front matter in a raw cell;
-3. **convert** each `_proc/` notebook with nbconvert's `HTMLExporter` (lab template) into `_docs/<output-file>`,
+1. **execute and process** each notebook of `nbs/` (committed without outputs) in its own process, into `_proc/`:
+   executed with nbdev's test machinery (execnb's `CaptureShell`, cells flagged `notest`/`gpu`/`slow` skipped: the
+   same CI-sized run as `make test`), then passed through nbdev's own docs processors (`FilterDefaults`, what
+   `nbdev_proc_nbs` applies: hidden cells dropped, `show_doc` signatures and docstrings added for every exported
+   symbol, front matter in a raw cell), with the show_doc cells run in the notebook's own, already executed shell.
+   Results are cached by a hash of the notebook, the library and settings.ini (and, for the Benchmarks section, the
+   result files), so a rebuild only redoes what changed;
+2. **convert** each `_proc/` notebook with nbconvert's `HTMLExporter` (lab template) into `_docs/<output-file>`,
    with the sidebar (Start here, Library, Experiments, Benchmarks; the same one `nbs/sidebar.yml` gives Quarto),
    `#|` directive lines stripped, `echo: false` inputs and `include: false` cells removed, links between notebooks
    rewritten to the pages, images embedded, and every script or stylesheet that would come from a CDN removed: the
@@ -30,7 +31,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-NBS, EXEC, PROC, DOCS = ROOT/"nbs", ROOT/"_exec", ROOT/"_proc", ROOT/"_docs"
+NBS, PROC, DOCS = ROOT/"nbs", ROOT/"_proc", ROOT/"_docs"
 SECTIONS = ["Start here", "Library", "Experiments", "Benchmarks"]
 # where result pages (the Benchmarks section) read their numbers from; overridable so tests can use fake results
 RESULT_DIRS = {"NTP_RL_BENCH_RESULTS": ROOT/"benchmarks"/"results", "NTP_RL_RUNS_DIR": ROOT/"papermill_runs"}
@@ -109,9 +110,31 @@ def _results_hash() -> str:
                       if f.is_file() and f.suffix in (".json", ".png", ".yaml")]
     return _sha(*items)
 
-def _exec_one(job: tuple) -> tuple:
-    "Execute one notebook like `nbdev_test` does (in a fresh process) and write it with its outputs."
-    src, dst, skip_flags = job
+def _nbdev_procs(shell=None, show_docs: bool = True):
+    """nbdev's docs processors (`FilterDefaults`, what `nbdev_proc_nbs` applies). With `shell`, the show_doc cells are
+    run in that already-executed notebook's shell, instead of nbdev's fresh shell re-running every import and exported
+    cell: one process and one torch import per notebook, and a cell mixing imports with code that needs earlier
+    (non-import) cells does not break the build."""
+    from nbdev.processors import FilterDefaults, exec_show_docs, _show_docs
+    class show_docs_in_shell(exec_show_docs):
+        def begin(self):
+            self.k = shell
+            self.k.run_cell("from nbdev.showdoc import show_doc")
+        def __call__(self, cell):
+            if not getattr(self.nb, "has_docs_", None) or cell.cell_type != "code" or not cell.source: return
+            if getattr(cell, "has_sd", False) or _show_docs(cell.parsed_() or []):
+                self.k.cell(cell)
+                if self.k.exc: raise Exception(f"show_doc failed in cell {cell.idx_}:\n{cell.source}") from self.k.exc
+    class Procs(FilterDefaults):
+        def base_procs(self):
+            procs = [p for p in super().base_procs() if show_docs or p is not exec_show_docs]
+            return [show_docs_in_shell if p is exec_show_docs else p for p in procs] if shell else procs
+    return Procs()
+
+def _build_one(job: tuple) -> tuple:
+    """Execute one notebook like `nbdev_test` does (cells flagged with `tst_flags` skipped), then apply nbdev's docs
+    processors to it; runs in a fresh process. Returns (name, ok, seconds, error text)."""
+    src, dst, skip_flags, run = job
     os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                       HF_DATASETS_OFFLINE="1", IN_TEST="1")
     os.environ.pop("MPLBACKEND", None)  # CaptureShell switches matplotlib to its inline backend: plots become outputs
@@ -120,72 +143,66 @@ def _exec_one(job: tuple) -> tuple:
     from execnb.shell import CaptureShell
     from fastcore.basics import str2bool
     from fastcore.xtras import working_directory
-    from nbdev.process import NBProcessor
+    from nbdev.process import NBProcessor, extract_directives
     from nbdev.frontmatter import FrontmatterProc
-    t0 = time.time()
+    t0, err, k = time.time(), "", None
     fm = getattr(NBProcessor(src, procs=FrontmatterProc, process=True).nb, "frontmatter_", {})
     nb = read_nb(src)
-    for c in nb.cells:  # directives without removing them: step 2 (nbdev's processor) still needs them
-        from nbdev.process import extract_directives
-        c.directives_ = extract_directives(c, remove=False)
-    def skip(cell):
-        if cell.cell_type != "code" or "nbdev_export" + "(" in cell.source: return True
-        d = cell.directives_ or {}
-        return d.get("eval:", [""])[0].lower() == "false" or bool(set(skip_flags) & d.keys())
-    if str2bool(fm.get("skip_exec", False)):
-        write_nb(nb, dst)
-        return str(src), True, time.time() - t0, ""
-    import torch; torch.set_num_threads(1)
-    k = CaptureShell(src)
+    if run and not str2bool(fm.get("skip_exec", False)):
+        for c in nb.cells: c.directives_ = extract_directives(c, remove=False)  # the processors still need them
+        def skip(cell):
+            if cell.cell_type != "code" or "nbdev_export" + "(" in cell.source: return True
+            d = cell.directives_ or {}
+            return d.get("eval:", [""])[0].lower() == "false" or bool(set(skip_flags) & d.keys())
+        import torch; torch.set_num_threads(1)
+        k = CaptureShell(src)
+        try:
+            with working_directory(src.parent): k.run_all(nb, exc_stop=True, preproc=skip)
+        except Exception:
+            err = f"executing {src.relative_to(NBS)} failed:\n" + (k.prettytb(fname=src) if k.exc else traceback.format_exc())
     try:
-        with working_directory(src.parent): k.run_all(nb, exc_stop=True, preproc=skip)
-        ok, err = True, ""
+        with working_directory(src.parent): _nbdev_procs(None if err else k)(nb)
     except Exception:
-        ok, err = False, k.prettytb(fname=src) if k.exc else traceback.format_exc()
+        err = err or (f"nbdev's docs processing of {src.relative_to(NBS)} failed (show_doc needs the notebook's symbols; "
+                      "with --no-exec a cell mixing imports and code breaks it, see nbdev's FAQ):\n" + traceback.format_exc())
+        nb = read_nb(src)  # for --keep-going: the page without show_doc output, or failing that the raw notebook
+        try:
+            with working_directory(src.parent): _nbdev_procs(None, show_docs=False)(nb)
+        except Exception: nb = read_nb(src)
+    dst.parent.mkdir(parents=True, exist_ok=True)
     write_nb(nb, dst)
-    return str(src), ok, time.time() - t0, err
+    return str(src), not err, time.time() - t0, err
 
-def execute(pages: list[Page], workers: int, run: bool = True) -> list[str]:
-    "Mirror nbs/ into _exec/, executing notebooks whose source, library or (for result pages) results changed."
+def execute_and_process(pages: list[Page], workers: int, run: bool = True) -> list[str]:
+    """Step 1+2: each notebook → `_proc/<same path>` (executed, processed by nbdev), re-done only when the notebook,
+    the library or settings (or, for result pages, the result files) changed since the last build."""
     from nbdev.config import get_config
+    from nbdev.quarto import refresh_quarto_yml
+    refresh_quarto_yml()  # rewrites nbs/nbdev.yml from settings.ini, as nbdev_proc_nbs does
     skip_flags = get_config().get("tst_flags", "").split()
-    for f in NBS.rglob("*"):  # images, styles, yml: everything except notebooks is copied as is
-        rel = f.relative_to(NBS)
-        if f.is_file() and f.suffix != ".ipynb" and not any(p.startswith(".") for p in rel.parts):
-            (EXEC/rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(f, EXEC/rel)
-    keep = {EXEC/pg.src for pg in pages}
-    for f in EXEC.rglob("*.ipynb"):
+    keep = {PROC/pg.src for pg in pages}
+    for f in PROC.rglob("*.ipynb") if PROC.exists() else []:
         if f not in keep: f.unlink()
     lib, res, jobs = _lib_hash(), _results_hash(), []
     for pg in pages:
-        src, dst = NBS/pg.src, EXEC/pg.src
+        src, dst = NBS/pg.src, PROC/pg.src
         key = _sha(src.read_bytes(), lib.encode(), (res if pg.section == "Benchmarks" else "").encode(),
                    b"exec" if run else b"noexec")
         stamp = dst.with_suffix(".key")
-        dst.parent.mkdir(parents=True, exist_ok=True)
         if dst.exists() and stamp.exists() and stamp.read_text() == key: continue
-        if run: jobs.append((src, dst, skip_flags, stamp, key))
-        else: shutil.copy2(src, dst); stamp.write_text(key)
+        stamp.unlink(missing_ok=True)
+        jobs.append(((src, dst, skip_flags, run), stamp, key))
     errors = []
     if jobs:
-        print(f"executing {len(jobs)} notebook(s) on {workers} worker(s) ...", flush=True)
+        print(f"{'executing and processing' if run else 'processing'} {len(jobs)} notebook(s) on {workers} worker(s) ...",
+              flush=True)
         # one fresh process per notebook: IPython replaces the worker's __main__, and notebooks must not share state
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), max_tasks_per_child=1) as ex:
-            for job, (name, ok, secs, err) in zip(jobs, ex.map(_exec_one, [j[:3] for j in jobs])):
+            for (_, stamp, key), (name, ok, secs, err) in zip(jobs, ex.map(_build_one, [j[0] for j in jobs])):
                 print(f"  {'ok ' if ok else 'FAILED'} {Path(name).relative_to(NBS)} ({secs:.1f} s)", flush=True)
-                if ok: job[3].write_text(job[4])
-                else: errors.append(err); job[3].unlink(missing_ok=True)
+                if ok: stamp.write_text(key)
+                else: errors.append(err)
     return errors
-
-# ------------------------------------------------------------------------------------------------------- process
-def process(workers: int) -> None:
-    "nbdev's docs processing of _exec/ into _proc/ (what `nbdev_proc_nbs` does, without installing Quarto)."
-    from nbdev.quarto import refresh_quarto_yml
-    from nbdev.serve import proc_nbs
-    refresh_quarto_yml()  # rewrites nbs/nbdev.yml from settings.ini, as nbdev_proc_nbs does
-    if PROC.exists(): shutil.rmtree(PROC)
-    proc_nbs(path=str(EXEC), n_workers=workers, force=True)
 
 # ------------------------------------------------------------------------------------------------------- convert
 _re_directive = re.compile(r"^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$")
@@ -352,28 +369,27 @@ def copy_assets(out_dir: Path) -> None:
 def build(out_dir: Path = DOCS, run: bool = True, workers: int = 2, keep_going: bool = False) -> int:
     from nbdev.config import get_config
     os.chdir(ROOT)
+    sys.path.insert(0, str(ROOT))  # this checkout's ntp_rl, also in the processing workers (as nbdev_test does)
     t0 = time.time()
     cfg = get_config()
     site = dict(title=cfg.get("title", "ntp_rl"), description=cfg.get("description", ""),
                 url=(cfg.get("doc_host", "") + cfg.get("doc_baseurl", "")).rstrip("/") + "/")
     pages = discover()
     if write_sidebar(pages): print("nbs/sidebar.yml updated (commit it)")
-    errors = execute(pages, workers, run)
+    errors = execute_and_process(pages, workers, run)
     if errors:
         for e in errors: print(e, file=sys.stderr)
         if not keep_going:
-            print(f"error: {len(errors)} notebook(s) failed to execute (tracebacks above); fix them, or build with "
-                  "--keep-going to render them anyway", file=sys.stderr)
+            print(f"error: {len(errors)} notebook(s) failed (tracebacks above); fix them, or build with --keep-going "
+                  "to render them anyway", file=sys.stderr)
             return 1
-    t1 = time.time()
-    process(workers)
     t2 = time.time()
     if out_dir.exists(): shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     render(pages, out_dir, site)
     copy_assets(out_dir)
     (out_dir/".nojekyll").touch()
-    print(f"{len(pages)} pages in {out_dir} (execute {t1-t0:.1f} s, process {t2-t1:.1f} s, render {time.time()-t2:.1f} s); "
+    print(f"{len(pages)} pages in {out_dir} (execute and process {t2-t0:.1f} s, render {time.time()-t2:.1f} s); "
           f"open {out_dir/'index.html'}")
     return 0
 
