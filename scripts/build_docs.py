@@ -221,8 +221,8 @@ _re_mdlink = re.compile(r"\[`([^`\]]+)`\]\([^)\s]+\)")
 _re_source = re.compile(r"\[source\]\(([^)\s]+)\)\{[^}]*\}")
 
 def _clean_showdoc_md(md: str) -> str:
-    "show_doc markdown: Quarto's `[source](url){attrs}` as a plain HTML link; no doc links inside code blocks."
-    md = _re_source.sub(r'<a class="ntp-source" href="\1" target="_blank" rel="noopener">source</a>', md)
+    "show_doc markdown: Quarto's `[source](url){attrs}` without the pandoc attributes; no doc links inside code blocks."
+    md = _re_source.sub(r"[source](\1)", md)  # styled by render(): a raw <a> here would lose its text in nbconvert
     return re.sub(r"```.*?```", lambda m: _re_mdlink.sub(r"\1", m.group(0)), md, flags=re.S)
 
 def _is_progress(o: dict) -> bool:
@@ -342,6 +342,7 @@ def render(pages: list[Page], out_dir: Path, site: dict) -> None:
         body, _ = exporter.from_notebook_node(node, resources={"metadata": {"name": title, "path": str((NBS/pg.src).parent)}})
         for rx in _re_remote: body = rx.sub("", body)
         body = fix_links(body, pg, by_src, site["url"])
+        body = re.sub(r'<a href="(https?://[^"]+)">source</a>', r'<a class="ntp-source" href="\1" target="_blank" rel="noopener">source</a>', body)
         head = (f'<style>{_CSS}</style>')
         header = (f'<header class="ntp-header"><h1>{html.escape(title)}</h1>'
                   + (f'<p class="ntp-description">{html.escape(desc)}</p>' if desc else "") + "</header>")
