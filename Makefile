@@ -17,7 +17,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # pip prints harmless "Location ... is ignored" lines on the project machines
 QUIET_PIP := { grep -v 'is ignored' || true; }
 
-.PHONY: setup run test sync lab clean-venv
+.PHONY: setup run test sync lab docs chromium clean-venv
 setup: $(STAMP)
 	$(BIN)/ntp_rl_prepare
 
@@ -35,9 +35,16 @@ $(STAMP): requirements.txt settings.ini setup.py
 run: setup
 	$(BIN)/python scripts/main_job.py
 
-# the test command (.ci/run calls exactly this)
-test: setup sync
+# the test command (.ci/run calls exactly this); the docs browser tests need chromium (installed if missing)
+test: setup sync chromium
 	$(BIN)/pytest tests -q -p no:cacheprovider
+
+chromium:
+	scripts/install_chromium.sh
+
+# the documentation site, offline (no Quarto): execute the notebooks, nbdev-process them, render into _docs/
+docs: setup
+	$(BIN)/python scripts/build_docs.py
 
 # nbs/ is the source of truth: exporting and cleaning must change nothing
 sync: $(STAMP)

@@ -8,9 +8,10 @@ before=$(state)
 nbdev_export
 nbdev_clean
 python scripts/make_readme.py >/dev/null
+python scripts/build_docs.py --sidebar >/dev/null
 after=$(state)
 if [ "$before" != "$after" ]; then
-  echo "error: nbdev_export/nbdev_clean changed files: ntp_rl/ was out of sync with nbs/ or a notebook was not cleaned." >&2
+  echo "error: nbdev_export/nbdev_clean/make_readme/build_docs --sidebar changed files: ntp_rl/, README.md or nbs/sidebar.yml was out of sync with nbs/, or a notebook was not cleaned." >&2
   echo "       They are now re-exported and cleaned; review 'git diff' and commit." >&2
   git status --short >&2
   exit 1

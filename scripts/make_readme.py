@@ -5,6 +5,10 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 
+def nbs_relative_links(md: str) -> str:
+    "Links and images in index.ipynb are relative to nbs/ (so they work in JupyterLab and on the docs site); README.md sits one level up."
+    return re.sub(r"(\]\()(?![a-z][a-z0-9+.-]*:|#|/)([^)\s]+\))", r"\1nbs/\2", md)
+
 def readme_text() -> str:
     nb = nbformat.read(ROOT/"nbs"/"index.ipynb", as_version=4)
     parts = []
@@ -13,7 +17,7 @@ def readme_text() -> str:
         if c.cell_type == "markdown": parts.append(src)
         elif c.cell_type == "code" and not src.startswith("#| hide"):
             parts.append("```python\n" + "\n".join(l for l in src.splitlines() if not l.startswith("#|")) + "\n```")
-    body = "\n\n".join(parts)
+    body = nbs_relative_links("\n\n".join(parts))
     return "<!-- generated from nbs/index.ipynb by scripts/make_readme.py; edit the notebook, not this file -->\n\n" + body + "\n"
 
 if __name__ == "__main__":

@@ -1,0 +1,240 @@
+"""The documentation site: built offline by scripts/build_docs.py, then opened in a real browser (Debian's headless
+Chromium, driven over the DevTools protocol with websocket-client) to check what a reader sees.
+Without chromium the browser tests skip (scripts/install_chromium.sh installs it; `make test` runs that first)."""
+import base64, importlib.util, json, os, shutil, subprocess, sys, tempfile, time, urllib.request
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT/"test_artifacts"
+spec = importlib.util.spec_from_file_location("build_docs", ROOT/"scripts"/"build_docs.py")
+build_docs = sys.modules["build_docs"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(build_docs)
+
+CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "", shutil.which("chromium-browser") or "")
+                 if p and os.access(p, os.X_OK)), None)
+needs_browser = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed: run scripts/install_chromium.sh "
+                                   "(make test does) to run the docs browser tests")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--no-first-run", "--remote-allow-origins=*", "--window-size=1280,1000"]
+
+# ------------------------------------------------------------------------------------------- no browser needed
+def test_sidebar_yml_is_generated_from_the_notebooks():
+    pages = build_docs.discover()
+    assert (ROOT/"nbs"/"sidebar.yml").read_text() == build_docs.sidebar_yml(pages), \
+        "nbs/sidebar.yml is stale: run `python scripts/build_docs.py --sidebar` and commit it"
+    secs = list(dict.fromkeys(p.section for p in pages))
+    assert secs[0] == "Start here" and pages[0].src == Path("index.ipynb")
+    assert [s for s in build_docs.SECTIONS if s in secs] == [s for s in secs if s in build_docs.SECTIONS]
+    lib = [p.src.name for p in pages if p.section == "Library"]
+    assert lib == sorted(lib) and lib[:2] == ["00_core.ipynb", "01_data.ipynb"]
+
+def test_proc_notebook_cleanup():
+    "The _proc quirks of environment.md §7: has_sd key, raw front matter, #| lines, echo: false, include: false."
+    raw = {"nbformat": 4, "nbformat_minor": 5, "metadata": {"widgets": {}}, "cells": [
+        {"cell_type": "raw", "metadata": {}, "source": "---\ntitle: core\ndescription: Configs\noutput-file: core.html\n---\n\n"},
+        {"cell_type": "markdown", "metadata": {}, "source": "## Section"},
+        {"cell_type": "code", "metadata": {"execution": {"x": 1.5}}, "has_sd": True, "execution_count": 3, "outputs": [
+            {"output_type": "display_data", "metadata": {}, "data": {"text/markdown": "[source](https://x/y.py#L1){target=\"_blank\"}\n\n```python\ndef f(a, # see [`g`](https://site/core.html#g)\n)\n```"}}],
+         "source": "#| echo: false\n#| output: asis\nshow_doc(f)"},
+        {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": "#| include: false\nx = 1"},
+        {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [
+            {"output_type": "stream", "name": "stderr", "text": "wiki: 100%|#####| 1/1 [00:03<00:00,  3.48s/it]\n"}],
+         "source": "#| code-fold: true\ny = 2\ny"}]}
+    nb, fm = build_docs.clean_proc_nb(raw)
+    assert fm == {"title": "core", "description": "Configs", "output-file": "core.html"}
+    assert [c["cell_type"] for c in nb["cells"]] == ["markdown", "code", "code"]
+    sd, code = nb["cells"][1], nb["cells"][2]
+    assert "has_sd" not in sd and sd["metadata"] == {"tags": ["remove_input"]}
+    md = sd["outputs"][0]["data"]["text/markdown"]
+    assert md.startswith("[source](https://x/y.py#L1)\n") and "{target" not in md and "# see g\n" in md
+    assert code["source"] == "y = 2\ny" and code["outputs"] == []  # directive gone, progress bar dropped
+    import nbformat
+    nbformat.validate(nbformat.reads(json.dumps(nb), as_version=4))
+
+# ------------------------------------------------------------------------------------------------ the browser
+class Browser:
+    "Headless Chromium over the DevTools protocol: navigate, evaluate JS, collect console errors and requests."
+    def __init__(self, exe: str, profile: Path):
+        import websocket
+        self.proc = subprocess.Popen([exe, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port_file, deadline = profile/"DevToolsActivePort", time.time() + 60
+        while not (port_file.exists() and port_file.read_text().strip()):
+            if time.time() > deadline or self.proc.poll() is not None: raise RuntimeError("chromium did not start")
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        for _ in range(50):
+            try: targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5)); break
+            except OSError: time.sleep(0.1)
+        page = next(t for t in targets if t["type"] == "page")
+        self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=60, suppress_origin=True)
+        self.n, self.events = 0, []
+        for m in ("Page.enable", "Runtime.enable", "Log.enable", "Network.enable"): self.call(m)
+
+    def _recv(self):
+        msg = json.loads(self.ws.recv())
+        if "method" in msg: self.events.append(msg)
+        return msg
+
+    def call(self, method: str, **params):
+        self.n += 1
+        self.ws.send(json.dumps({"id": self.n, "method": method, "params": params}))
+        while True:
+            msg = self._recv()
+            if msg.get("id") == self.n:
+                if "error" in msg: raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+
+    def goto(self, url: str):
+        self.events.clear()
+        self.call("Page.navigate", url=url)
+        deadline = time.time() + 60
+        while not any(e["method"] == "Page.loadEventFired" for e in self.events):
+            if time.time() > deadline: raise TimeoutError(f"{url} did not load")
+            self._recv()
+        self.eval("new Promise(r => setTimeout(r, 200))")  # let late scripts log their errors
+
+    def eval(self, expr: str):
+        r = self.call("Runtime.evaluate", expression=expr, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in r: raise RuntimeError(f"{expr}: {r['exceptionDetails']}")
+        return r["result"].get("value")
+
+    def errors(self) -> list[str]:
+        out = []
+        for e in self.events:
+            p = e["params"]
+            if e["method"] == "Runtime.exceptionThrown": out.append(p["exceptionDetails"].get("text", "exception"))
+            elif e["method"] == "Runtime.consoleAPICalled" and p["type"] in ("error", "assert"):
+                out.append(" ".join(str(a.get("value", a.get("description", ""))) for a in p["args"]))
+            elif e["method"] == "Log.entryAdded" and p["entry"]["level"] == "error":
+                out.append(f"{p['entry']['text']} {p['entry'].get('url', '')}")
+        return out
+
+    def remote_requests(self) -> list[str]:
+        urls = [e["params"]["request"]["url"] for e in self.events if e["method"] == "Network.requestWillBeSent"]
+        return [u for u in urls if not u.startswith(("file:", "data:", "about:"))]
+
+    def screenshot(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
+
+    def close(self):
+        try: self.ws.close()
+        finally:
+            self.proc.terminate()
+            try: self.proc.wait(10)
+            except subprocess.TimeoutExpired: self.proc.kill()
+
+FAKE_RATIO, FAKE_PPL = 3.1416, 27.1828
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    "Build the site (cached notebook execution in _exec/) into a temporary folder, with one benchmark and one run."
+    tmp = tmp_path_factory.mktemp("docs")
+    bench, runs = tmp/"bench", tmp/"runs"/"2026-01-02_quickstart_main"
+    bench.mkdir(); runs.mkdir(parents=True)
+    png = (ROOT/"nbs"/"images"/"entropy.png").read_bytes()
+    (bench/"toy_speed.json").write_text(json.dumps(dict(
+        name="toy_speed", title="Toy speed", description="A fake benchmark for the docs test.",
+        command="python benchmarks/toy_speed.py", results=[dict(variant="a", seconds=1.0), dict(variant="b", seconds=3.1416)],
+        ratios={"b / a": FAKE_RATIO}, plot="toy_speed.png")))
+    (bench/"toy_speed.png").write_bytes(png)
+    (runs/"metrics.json").write_text(json.dumps(dict(model="smollm2-135m", ppl_wiki=FAKE_PPL)))
+    (runs/"quickstart.ipynb").write_text("{}")
+    (runs/"perplexity.png").write_bytes(png)
+    out = tmp/"site"
+    env = dict(os.environ, NTP_RL_BENCH_RESULTS=str(bench), NTP_RL_RUNS_DIR=str(runs.parent), OMP_NUM_THREADS="1")
+    t0 = time.time()
+    r = subprocess.run([sys.executable, str(ROOT/"scripts"/"build_docs.py"), "--out", str(out)], env=env, cwd=ROOT,
+                       capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    print(f"docs built in {time.time()-t0:.0f} s")
+    return out
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if CHROMIUM is None: pytest.skip("chromium is not installed")
+    b = Browser(CHROMIUM, tmp_path_factory.mktemp("chromium-profile"))
+    yield b
+    b.close()
+
+def _clean(b: Browser, url: str):
+    assert not b.errors(), f"{url}: console errors {b.errors()}"
+    assert not b.remote_requests(), f"{url} fetched from the network: {b.remote_requests()}"
+
+SIDEBAR_JS = ("Array.from(document.querySelectorAll('#ntp-sidebar .ntp-section')).map(s => [s.textContent, "
+              "Array.from(s.nextElementSibling.querySelectorAll('a')).map(a => [a.textContent, a.href])])")
+
+@needs_browser
+def test_front_page(site, browser):
+    url = (site/"index.html").as_uri()
+    browser.goto(url)
+    _clean(browser, url)
+    assert browser.eval("document.title") == "ntp_rl"
+    assert "think before" in browser.eval("document.querySelector('.ntp-header').innerText")
+    assert browser.eval("document.querySelector('main').innerText").count("make test") >= 1  # the two commands
+    img = browser.eval("Array.from(document.images).filter(i => i.alt.includes('entropy')).map(i => i.naturalWidth)")
+    assert img and img[0] > 300, "the front-page picture is missing"
+    browser.screenshot(ARTIFACTS/"docs_front.png")
+    assert (ARTIFACTS/"docs_front.png").stat().st_size > 10_000
+
+@needs_browser
+def test_every_sidebar_link(site, browser):
+    browser.goto((site/"index.html").as_uri())
+    sections = browser.eval(SIDEBAR_JS)
+    pages = build_docs.discover()
+    assert [s for s, _ in sections] == list(dict.fromkeys(p.section for p in pages))
+    assert [t for _, links in sections for t, _ in links] == [p.title for p in pages]
+    front_links = set(browser.eval("Array.from(document.querySelectorAll('main a')).map(a => a.href.split('#')[0])"))
+    for _, links in sections:
+        for title, url in links:
+            browser.goto(url)
+            _clean(browser, url)
+            assert browser.eval("document.title") == title
+            assert browser.eval("document.querySelector('h1').innerText").strip()
+            assert browser.eval("document.querySelector('#ntp-sidebar a.active').href") == url
+            text = browser.eval("document.querySelector('main').innerText")
+            code = browser.eval("Array.from(document.querySelectorAll('.jp-InputArea')).map(e => e.innerText).join('\\n')")
+            assert "---\ntitle:" not in text and "output-file:" not in text, f"{url} shows its raw front matter"
+            for leak in ("#|", "nbdev.nbdev_export()", "from fastcore.test import"):  # directives, hidden cells
+                assert leak not in code, f"{url} shows {leak!r}"
+            for href in browser.eval("Array.from(document.querySelectorAll('a[href]')).map(a => a.href)"):
+                if href.startswith("file:"):
+                    f = Path(urllib.request.url2pathname(href.split("#")[0].removeprefix("file://")))
+                    assert f.exists(), f"{url}: broken link {href}"
+    missing = [t for _, links in sections for t, u in links if u not in front_links and not u.endswith("/index.html")]
+    assert not missing, f"the front page (nbs/index.ipynb) does not link to {missing}: add them to its notebook table"
+
+@needs_browser
+def test_library_page_shows_signature_and_docstring(site, browser):
+    from ntp_rl.core import seed_everything, load_model
+    url = (site/"core.html").as_uri()
+    browser.goto(url)
+    _clean(browser, url)
+    text = browser.eval("document.querySelector('main').innerText")
+    for f in (seed_everything, load_model):
+        assert f"def {f.__name__}(" in text, f"no signature of {f.__name__}"
+        assert f.__doc__.split("\n")[0][:60] in text, f"no docstring of {f.__name__}"
+    assert "seed:int=0" in text.replace(" ", "")
+
+@needs_browser
+def test_experiment_page_shows_its_plot(site, browser):
+    url = (site/"experiments"/"quickstart.html").as_uri()
+    browser.goto(url)
+    _clean(browser, url)
+    sizes = browser.eval("Array.from(document.querySelectorAll('.jp-OutputArea img')).filter(i => i.src.startsWith('data:image'))"
+                         ".map(i => [i.naturalWidth, i.naturalHeight])")
+    assert sizes and min(sizes[0]) > 100, "the quick start's perplexity plot is not on its page"
+    assert "perplexity" in browser.eval("document.querySelector('main').innerText")
+
+@needs_browser
+def test_benchmarks_page_reads_result_files(site, browser):
+    url = (site/"benchmarks.html").as_uri()
+    browser.goto(url)
+    _clean(browser, url)
+    text = browser.eval("document.querySelector('main').innerText")
+    assert "Toy speed" in text and "3.14" in text and "python benchmarks/toy_speed.py" in text
+    assert "quickstart" in text and str(FAKE_PPL) in text
+    assert browser.eval("Array.from(document.querySelectorAll('main a')).some(a => a.href.endsWith('experiments/quickstart.html'))")
+    assert browser.eval("Array.from(document.querySelectorAll('.jp-OutputArea img')).filter(i => i.naturalWidth > 100).length") >= 2
