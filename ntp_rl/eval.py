@@ -147,8 +147,8 @@ def answer_probability(model, # a causal LM or a predictor
     probs = []
     for i in range(0, len(problems), batch_size):
         chunk = problems[i:i+batch_size]
-        pre = [tok(f"Q: {p['question']}\nA:").input_ids for p in chunk]
-        full = [tok(f"Q: {p['question']}\nA:{p['answer']}\n").input_ids for p in chunk]
+        pre = [tok(f"Q: {p['question']}\nA: ").input_ids for p in chunk]
+        full = [tok(f"Q: {p['question']}\nA: {p['answer']}\n").input_ids for p in chunk]
         check(all(f[:len(q)] == q for q, f in zip(pre, full)), "the prompt's tokens are not a prefix of prompt+answer")
         L = max(map(len, full))
         ids = torch.full((len(full), L), tok.pad_token_id); mask = torch.zeros_like(ids)
