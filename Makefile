@@ -31,9 +31,9 @@ $(STAMP): requirements.txt settings.ini setup.py
 	$(BIN)/python -c "import torch, transformers, ntp_rl; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $(STAMP)
 
-# the main job: the quick start, headless through papermill, outputs under papermill_runs/
+# the main job: the steps listed in papermill_runs/main.yaml, each a notebook executed headless through papermill
 run: setup
-	$(BIN)/python scripts/main_job.py
+	$(BIN)/ntp_rl_main
 
 # the test command (.ci/run calls exactly this); the docs browser tests need chromium (installed if missing)
 test: setup sync chromium
