@@ -309,23 +309,24 @@ def plot_entropy(df:pd.DataFrame, # rows of one or more runs; a `corpus` column 
     f = 1 if unit == "nats" else 1 / LN2
     d["entropy"] *= f
     hue = "corpus" if "corpus" in d and d["corpus"].nunique() > 1 else None
+    ho = dict(hue=hue, hue_order=sorted(d["corpus"].unique())) if hue else {}  # same colour per corpus in every plot
     fig, ax = plt.subplots(figsize=(7, 4))
     if kind == "distribution":
-        sns.histplot(d, x="entropy", hue=hue, stat="density", common_norm=False, bins=50, element="step", ax=ax)
+        sns.histplot(d, x="entropy", **ho, stat="density", common_norm=False, bins=50, element="step", ax=ax)
         ax.set(xlabel=f"entropy of the next-token distribution ({unit})", title="Entropy distribution")
     elif kind == "position":
         d["pos_bin"] = (d["pos"] // max(1, int(d["pos"].max() + 1) // 32)) * max(1, int(d["pos"].max() + 1) // 32)
-        sns.lineplot(d, x="pos_bin", y="entropy", hue=hue, errorbar=("ci", 95), ax=ax)
+        sns.lineplot(d, x="pos_bin", y="entropy", **ho, errorbar=("ci", 95), ax=ax)
         ax.set(xlabel="position in window", ylabel=f"mean entropy ({unit})", title="Entropy vs position")
     elif kind == "class":
         d["class"] = pd.Categorical([token_class(t) for t in d["token"]], TOKEN_CLASSES)
-        sns.barplot(d, x="class", y="entropy", hue=hue, errorbar=("ci", 95), ax=ax)
+        sns.barplot(d, x="class", y="entropy", **ho, errorbar=("ci", 95), ax=ax)
         ax.set(xlabel="class of the predicted token", ylabel=f"mean entropy ({unit})", title="Entropy by token class")
         ax.tick_params(axis="x", rotation=20)
     else:
         d["surprisal"] *= f
         sns.histplot(d, x="entropy", y="surprisal", bins=40, cmap="mako_r", ax=ax) if hue is None else \
-            sns.scatterplot(d.sample(min(len(d), 5000), random_state=0), x="entropy", y="surprisal", hue=hue, s=6, alpha=.4, ax=ax)
+            sns.scatterplot(d.sample(min(len(d), 5000), random_state=0), x="entropy", y="surprisal", **ho, s=6, alpha=.4, ax=ax)
         lim = float(max(d["entropy"].max(), 1))
         ax.plot([0, lim], [0, lim], ls="--", c="grey", lw=1)
         ax.set(xlabel=f"entropy ({unit})", ylabel=f"surprisal of the true token ({unit})", title="Entropy vs surprisal")
