@@ -64,6 +64,7 @@ def main():
     p.add_argument("--speed-windows", type=int, default=256, help="windows in the throughput comparison")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--mem-windows", type=int, default=1000, help="N: memory is compared at N and 10N windows")
+    p.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/entropy_speed.json")
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child is not None: return memory_child(a)
@@ -84,7 +85,7 @@ def main():
     del model
     res = []
     for n in (a.mem_windows, 10 * a.mem_windows):
-        cmd = [sys.executable, __file__, "--child", str(n)] + [x for k, v in vars(a).items() if k not in ("child", "repeats", "speed_windows", "mem_windows")
+        cmd = [sys.executable, __file__, "--child", str(n)] + [x for k, v in vars(a).items() if k not in ("child", "repeats", "speed_windows", "mem_windows", "no_save")
                                                               for x in (f"--{k.replace('_', '-')}", str(v))]
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode: sys.exit(out.stderr)
@@ -94,5 +95,16 @@ def main():
         print(f"peak {unit} at {r['n']:6d} windows ({r['tokens']} tokens): {r['peak_mb']:8.1f} MiB total, "
               f"{r['peak_mb'] - r['base_mb']:7.1f} MiB above the pre-run level  ({r['tok_s']:.0f} tok/s)")
     print(f"memory ratio 10N/N : {res[1]['peak_mb']/res[0]['peak_mb']:10.3f} of the total peak  (goal <= 1.10)")
+    if a.no_save: return
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_result import write_result
+    rows = [dict(variant="plain forward", tok_per_s=round(max(fw))), dict(variant="entropy pipeline", tok_per_s=round(max(pl)))]
+    rows += [dict(variant=f"memory at {r['n']} windows", tokens=r["tokens"], peak_mib=round(r["peak_mb"], 1),
+                  above_pre_run_mib=round(r["peak_mb"] - r["base_mb"], 1)) for r in res]
+    write_result("entropy_speed", rows, ratios={"entropy / plain throughput (goal >= 0.9)": round(max(pl)/max(fw), 3),
+                                                "peak memory 10N / N (goal <= 1.10)": round(res[1]["peak_mb"]/res[0]["peak_mb"], 3)},
+                 title="Entropy pipeline throughput and memory",
+                 description=f"{a.model} on {a.device} ({a.dtype}), window {a.window}, batch {a.batch_size}: the full pipeline "
+                             "(fp32 statistics, top-k, parquet shards) vs a plain forward on the same windows; peak memory at N vs 10N windows.")
 
 if __name__ == "__main__": main()

@@ -10,6 +10,7 @@ increase of its peak RSS over the loaded model is reported.
 
     python benchmarks/train_step.py                                   # tiny Llama, CPU (a couple of minutes)
     python benchmarks/train_step.py --model smollm2-135m --device cuda --dtype bfloat16 --batch 8 --L 256
+Writes benchmarks/results/train_step.json (rendered on the docs site's Benchmarks page) unless --no-save.
 """
 import argparse, json, os, resource, statistics, subprocess, sys, time
 from pathlib import Path
@@ -68,7 +69,7 @@ def main():
     ap.add_argument("--L", type=int, default=256); ap.add_argument("--T", type=int, default=11, help="thought_len incl. START/END (12-4: 11)")
     ap.add_argument("--A", type=int, default=4); ap.add_argument("--K", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3); ap.add_argument("--Ts", default="4,8,12,16", help="thought lengths for the memory curve")
-    ap.add_argument("--out", default="", help="write the numbers as JSON here (e.g. benchmarks/results/train_step.json)")
+    ap.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/train_step.json")
     ap.add_argument("--child", nargs=2, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -88,9 +89,18 @@ def main():
     # linear growth: equal increments per added thought token; quadratic growth would make the increments grow
     inc = [(curve[b]["peak_mb"] - curve[a_]["peak_mb"]) / (b - a_) for a_, b in zip(Ts, Ts[1:])]
     print("  MiB per extra thought token between consecutive T: " + ", ".join(f"{x:.1f}" for x in inc))
-    res = dict(config=vars(a), plain=plain, quietstar=qs, ratio=ratio, budget=budget, ratio_over_budget=ratio / budget,
-               memory_curve=curve, mib_per_thought_token=inc)
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True); Path(a.out).write_text(json.dumps(res, indent=2))
+    if a.no_save: return
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_result import write_result
+    rows = [dict(variant="plain next-token", T=0, ms=plain["seconds"] * 1e3, peak_mib=plain["peak_mb"]),
+            dict(variant="Quiet-STaR", T=a.T, ms=qs["seconds"] * 1e3, peak_mib=qs["peak_mb"])]
+    rows += [dict(variant="Quiet-STaR (memory curve)", T=T, ms=curve[T]["seconds"] * 1e3, peak_mib=curve[T]["peak_mb"]) for T in Ts]
+    write_result("train_step", rows, ratios={"Quiet-STaR / plain step": round(ratio, 2), "budget 1+K(T+A)": budget,
+                                             "ratio / budget (goal <= 1.10)": round(ratio / budget, 2)},
+                 title="Quiet-STaR training step vs plain next-token step",
+                 description=f"{a.model} on {a.device} ({a.dtype}), B={a.batch}, L={a.L}, T={a.T} (incl. START/END), A={a.A}, K={a.K}; "
+                             "forward + backward of each objective on the same batch, medians of repeats.",
+                 notes="Peak memory on a CPU is the rise of peak RSS in a fresh process; on a GPU, max_memory_allocated. "
+                       "MiB per extra thought token: " + ", ".join(f"{x:.1f}" for x in inc))
 
 if __name__ == "__main__": main()
