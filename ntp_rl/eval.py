@@ -16,7 +16,8 @@ from .data import *
 # %% auto #0
 __all__ = ['Predictor', 'ENTROPY_BUCKETS', 'PROMPTS', 'plain_predictor', 'as_predictor', 'next_token_entropy', 'token_scores',
            'bucket_table', 'gsm_eval_problems', 'extract_answer', 'greedy_generate', 'gsm_accuracy', 'answer_alphabet',
-           'answer_probability', 'generation_timing', 'results_row', 'save_results', 'plot_buckets']
+           'answer_probability', 'generation_timing', 'results_row', 'save_results', 'plot_buckets',
+           'thinking_predictor', 'thinking_row']
 
 # %% ../nbs/08_eval.ipynb #16eeec03
 Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor] # (input_ids (B, L), attention_mask (B, L)) -> logits (B, L, V)
@@ -208,3 +209,23 @@ def plot_buckets(tables:dict[str, pd.DataFrame], # model label -> `bucket_table`
     ax = sns.barplot(df, x="bucket", y=metric, hue="model")
     ax.set_xlabel("tokens with base-model entropy above 0 / 0.5 / 1.0 / 1.5 nats")
     return ax
+
+# %% ../nbs/08_eval.ipynb #10c3359d
+def thinking_predictor(th, # a `Thinker` (04_thoughts): model, tokenizer, thought config, mixing head
+                       temperature:float=0.0, # thought sampling temperature (0: greedy, Quiet-STaR's evaluation used 0.001)
+                      ) -> Predictor:
+    "The predictor of a Quiet-STaR model: a thought at every position, then the mixed next-token log-probs (B, L, V)."
+    from ntp_rl.quietstar import teacher_mixed_logprobs
+    def predict(input_ids, attention_mask): return teacher_mixed_logprobs(th, input_ids, attention_mask, temperature)
+    return predict
+
+def thinking_row(name:str, th, # the thinking model's label and its `Thinker`
+                 windows:Windows, base, # held-out windows and the plain base model (defines easy/medium/hard)
+                 batch_size:int=4, **extra) -> tuple[dict, pd.DataFrame]:
+    "A results row for a Quiet-STaR model: per-bucket perplexity of its mixed predictions, look-ahead NLL, thought cost."
+    from ntp_rl.quietstar import lookahead_nll
+    buckets = bucket_table(token_scores(thinking_predictor(th), windows, base=base, batch_size=batch_size))
+    la = lookahead_nll(th, windows, batch_size, temperature=0.0)
+    row = results_row(name, buckets, thought_tokens_per_token=float(th.cfg.thought_len),
+                      lookahead_nll_base=la["nll_base"], lookahead_nll_mixed=la["nll_mixed"], **extra)
+    return row, buckets
