@@ -208,7 +208,7 @@ def policy_loss(out:PolicyOut, # the policy at the decision positions, with grad
     loss = pg + cfg.value_weight * value + cfg.prior_weight * kl
     ent = masked_mean(-(lp.exp() * lp).sum(-1), mask)
     return loss, dict(policy_pg=pg, value_loss=value, prior_kl=kl, policy_entropy=ent, is_weight=masked_mean(rho, mask),
-                      advantage=masked_mean(adv, mask))
+                      advantage=masked_mean(adv, mask), p_zero=masked_mean(lp[..., 0].exp(), mask))
 
 # %% ../nbs/06_budget.ipynb #3878ecd8
 @dataclass
@@ -413,6 +413,10 @@ class BudgetObjective(Objective):
             vt = sample_variable_thoughts(lm, ids, am, pos, bud, dec.lookaheads, c, self.marks, self.head, score="none",
                                           text=(base_hidden, cache))
         return dict(vt=vt, h=h, entropy=ent, lam=lam, dec=dec, real=real, rollout_tokens=vt.chain_tokens)
+    def thought_gain(self, g:BudgetGroup, lookaheads:torch.Tensor) -> torch.Tensor:
+        "Per-look-ahead-token gain of each thought of a group, (B, K, Pg), detached: the reward before the price."
+        th = g.thoughts
+        return normalized_gain(th.mixed_logprobs.detach(), th.base_logprobs.detach(), th.valid, lookaheads)
     def loss(self, lm, batch, rollout, scores):
         ids, am = batch["input_ids"], batch["attention_mask"]
         c, dec, real, vt0 = self.cfg, rollout["dec"], rollout["real"], rollout["vt"]
@@ -429,7 +433,7 @@ class BudgetObjective(Objective):
         for g in vt.groups:
             th = g.thoughts
             la = vt.lookaheads.gather(1, g.index)  # (B, Pg)
-            gk = gains[g.budget] = normalized_gain(th.mixed_logprobs.detach(), th.base_logprobs.detach(), th.valid, la)  # (B, K, Pg)
+            gk = gains[g.budget] = self.thought_gain(g, la)  # (B, K, Pg)
             use = th.valid & (torch.arange(g.n_ahead, device=ids.device) < la[..., None]) & g.real[..., None]  # (B, Pg, A)
             n = int(g.real.sum()) * c.n_thoughts
             nll_mixed = nll_mixed + masked_mean(-th.mixed_logprobs, use[:, None]) * n
