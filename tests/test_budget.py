@@ -1,0 +1,188 @@
+"""Dynamic-budget objective: forward counts, equality with the fixed-budget generator, budget 0 = base, the price
+steering the policy, exact resume, two processes, bad configs, the adaptive CLI."""
+import json, math, os, subprocess, sys
+from pathlib import Path
+import pytest
+import torch
+from ntp_rl.core import *
+from ntp_rl.thoughts import *
+from ntp_rl.budget import *
+from ntp_rl.trainer import TrainConfig, Trainer, checkpoints, read_metrics, register_objective
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = "from ntp_rl.trainer import train_cli; train_cli()\n"
+BG = ["objective=budget", "objective_args.budgets=[0,2,4]", "objective_args.lookaheads=[1,2]", "objective_args.n_positions=6",
+      "model.name_or_path=tiny-llama", "model.device=cpu", "data.corpus=verne", "data.window=20", "data.batch_size=2",
+      "lr=1e-3", "objective_lr=1e-2", "warmup_steps=0"]
+
+def run(cmd, env=None):
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+def losses(out): return {r["step"]: r["loss"] for r in read_metrics(out) if "loss" in r}
+
+class TokenCounter:
+    "Counts the tokens fed through a model's base forward (a forward pre-hook; nothing in the model changes)."
+    def __init__(self, model):
+        self.n = 0
+        self.h = model.base_model.register_forward_pre_hook(self.hook, with_kwargs=True)
+    def hook(self, mod, args, kwargs):
+        x = kwargs.get("input_ids", args[0] if args else None)
+        self.n += int(x.numel())
+    def close(self): self.h.remove()
+
+@pytest.fixture(scope="module")
+def tiny():
+    m, tok = tiny_model("llama")
+    marks = add_thought_tokens(m, tok, ThoughtConfig())
+    return m, tok, marks
+
+def test_budget_zero_costs_nothing_and_forwards_match_the_budgets(tiny):
+    m, tok, marks = tiny
+    cfg = BudgetConfig(budgets=(0, 2, 4, 8), lookaheads=(1, 2, 4), n_thoughts=2)
+    B, L = 3, 24
+    ids = torch.randint(0, 1000, (B, L))
+    pos = torch.arange(L - 1).expand(B, -1)
+    c = TokenCounter(m)
+    try:
+        vt = sample_variable_thoughts(m, ids, None, pos, torch.zeros_like(pos), torch.ones_like(pos), cfg, marks)
+        assert vt.groups == [] and vt.chain_tokens == 0 and c.n == B * L  # the text pass only
+        # every window makes the same choices (no row padding): cost = text + Σ_i K·(b_i + a_i − 1), a per budget group
+        row_b = torch.tensor([0, 8, 0, 2, 4, 0, 0, 4] * 3)[:L - 1]
+        row_a = torch.tensor([1, 4, 1, 2, 4, 1, 1, 4] * 3)[:L - 1]
+        bud, la = row_b.expand(B, -1), row_a.expand(B, -1)
+        for score, extra in (("lookahead", 0), ("none", None)):
+            c.n = 0
+            vt = sample_variable_thoughts(m, ids, None, pos, bud, la, cfg, marks, score=score)
+            if score == "lookahead": ideal = B * L + B * cfg.n_thoughts * int(((row_b + row_a - 1) * (row_b > 0)).sum())
+            else: ideal = B * L + B * cfg.n_thoughts * int(((row_b - 2) * (row_b > 0)).sum())
+            assert c.n == ideal == B * L + vt.chain_tokens, (score, c.n, ideal)
+        fixed = ThoughtConfig(thought_len=8, n_ahead=4, n_thoughts=2)
+        c.n = 0
+        sample_thoughts(m, ids, None, fixed, marks, positions=pos)
+        assert c.n == B * L + B * 2 * (L - 1) * (8 + 4 - 1)  # fixed budget: every position pays the maximum
+    finally: c.close()
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_variable_budget_equals_fixed_budget_generator(arch):
+    m, tok = tiny_model(arch)
+    marks = add_thought_tokens(m, tok, ThoughtConfig())
+    head = new_mixing_head(m)
+    with torch.no_grad(): head.gate.fill_(0.7)  # a nonzero mixing weight, so mixed ≠ base
+    cfg = BudgetConfig(budgets=(0, 2, 3, 5), lookaheads=(1, 3), n_thoughts=2)
+    torch.manual_seed(0)
+    ids = torch.randint(0, 1000, (2, 14)); am = torch.ones_like(ids); am[1, 11:] = 0  # right padding
+    pos, real = decision_positions(am)
+    bud = torch.where(real, torch.tensor(cfg.budgets)[torch.randint(0, 4, pos.shape)], 0)
+    la = torch.tensor(cfg.lookaheads)[torch.randint(0, 2, pos.shape)]
+    vt = sample_variable_thoughts(m, ids, am, pos, bud, la, cfg, marks, head, generator=torch.Generator().manual_seed(3))
+    assert sorted(g.budget for g in vt.groups) == sorted(set(bud[bud > 0].tolist()))
+    rep = replay_variable_thoughts(m, ids, am, vt, cfg, marks, head)
+    for g, gr in zip(vt.groups, rep.groups):
+        tc = cfg.thought_config(g.budget, g.n_ahead)
+        ref = thought_forward(m, ids, am, g.thoughts.tokens, tc, marks, head, positions=g.thoughts.positions)
+        for k in ("lookahead_logprobs", "mixed_logprobs", "base_logprobs"):
+            torch.testing.assert_close(getattr(g.thoughts, k), getattr(ref, k), atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(getattr(gr.thoughts, k), getattr(ref, k), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(g.thoughts.logprobs, ref.logprobs, atol=1e-4, rtol=1e-4)
+        assert bool((bud.gather(1, g.index)[g.real] == g.budget).all())
+    # one group only: the same seed draws the very same tokens as the fixed-budget sampler
+    one = torch.where(bud > 0, 5, 0)
+    vt5 = sample_variable_thoughts(m, ids, am, pos, one, torch.full_like(la, 3), cfg, marks, head, generator=torch.Generator().manual_seed(9))
+    g = vt5.groups[0]
+    ref = sample_thoughts(m, ids, am, cfg.thought_config(5, 3), marks, head, positions=g.thoughts.positions,
+                          generator=torch.Generator().manual_seed(9))
+    assert torch.equal(g.thoughts.tokens, ref.tokens)
+    torch.testing.assert_close(g.thoughts.mixed_logprobs, ref.mixed_logprobs, atol=1e-4, rtol=1e-4)
+
+def test_budget_zero_is_the_base_model(tiny):
+    m, tok, marks = tiny
+    th = Thinker(m, tok, ThoughtConfig(thought_len=4), marks, new_mixing_head(m))
+    with torch.no_grad(): th.head.gate.fill_(1.0)
+    from ntp_rl.data import make_windows
+    ws = make_windows([tok("In the year 2889 the Earth Herald spoke to millions of subscribers every morning.").input_ids],
+                      window=12, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id, boundaries="split")
+    r = evaluate_placement(th, ws, place_fixed(0), (0, 4), n_ahead=1)
+    with torch.no_grad(): logits = m(input_ids=ws.input_ids, attention_mask=ws.attention_mask).logits
+    logits[..., marks.ids] = float("-inf")
+    nll = token_nll(logits, ws.input_ids, ws.attention_mask)
+    mask = (ws.attention_mask[:, 1:] * ws.attention_mask[:, :-1]).bool()
+    torch.testing.assert_close(r["nll_next"], nll[mask], atol=1e-5, rtol=1e-5)
+    r4 = evaluate_placement(th, ws, place_fixed(4), (0, 4), n_ahead=1)
+    assert not torch.allclose(r4["nll_next"], r["nll_next"])  # w = 1: thinking positions use the thought
+    # inference: an untrained policy thinks nowhere and reproduces plain generation token for token
+    pol = new_budget_policy(m, BudgetConfig(budgets=(0, 2, 4)))
+    gen = generate_adaptive(m, tok, "In the year 2889", pol, lam=0.5, max_new_tokens=8, head=th.head)
+    assert gen.token_ids == generate_plain(m, tok, "In the year 2889", 8, marks=marks).token_ids and set(gen.budgets) == {0}
+
+def test_generate_adaptive_forwards_cost_the_budget(tiny):
+    m, tok, marks = tiny
+    pol = new_budget_policy(m, BudgetConfig(budgets=(0, 2, 5)))
+    with torch.no_grad(): pol.entropy_coef.copy_(torch.tensor([0., 0., 0.]))
+    c = TokenCounter(m)
+    try:
+        for idx, b in enumerate((0, 2, 5)):
+            with torch.no_grad(): pol.budget_head.bias.zero_(); pol.budget_head.bias[idx] = 50.
+            c.n = 0
+            gen = generate_adaptive(m, tok, "In the year 2889", pol, lam=0.0, max_new_tokens=5)
+            n_prompt = len(tok("In the year 2889", add_special_tokens=False).input_ids)
+            assert gen.budgets == [b] * len(gen.token_ids)
+            assert c.n == n_prompt + (len(gen.token_ids) - 1) + b * len(gen.token_ids), (b, c.n)  # text + exactly b per token
+    finally: c.close()
+
+class PaidThinking(BudgetObjective):
+    "Thinking provably pays: every thought gains +1 nat per look-ahead token on top of what it measures."
+    def thought_gain(self, g, lookaheads): return super().thought_gain(g, lookaheads) + 1.0
+
+def _p_think(lam_lo, lam_hi, tmp_path, steps=25):
+    register_objective("paid_thinking", PaidThinking)
+    cfg = TrainConfig(objective="paid_thinking", objective_args=dict(budgets=(0, 2, 3), lookaheads=(1,), n_positions=6, lam_min=lam_lo,
+                                                                    lam_max=lam_hi, prior_weight=0.0, n_thoughts=2),
+                      model=ModelConfig("tiny-llama", device="cpu"), data=DataConfig("verne", window=12, batch_size=2),
+                      out_dir=str(tmp_path/f"lam{lam_hi}"), max_steps=steps, lr=1e-4, objective_lr=3e-2, warmup_steps=0,
+                      save_every=1000)
+    tr = Trainer(cfg)
+    tr.run()
+    rows = [r for r in read_metrics(cfg.out_dir) if "loss" in r]
+    return rows[0]["p_zero"], rows[-1]["p_zero"]  # the policy's probability of budget 0 at the decision positions
+
+def test_price_steers_the_policy(tmp_path):
+    first, last = _p_think(0.0, 0.0, tmp_path)  # free thinking that pays: budget 0 loses its share
+    assert abs(first - 1/3) < 0.05 and last < 0.1, (first, last)
+    first, last = _p_think(5.0, 5.0, tmp_path)  # thinking costs far more than it gains: budget 0 takes over
+    assert abs(first - 1/3) < 0.05 and last > 0.9, (first, last)
+
+def test_budget_resume_is_exact(tmp_path):
+    a, b = tmp_path/"a", tmp_path/"b"
+    run([sys.executable, "-c", SCRIPT, *BG, "max_steps=4", "save_every=2", f"out_dir={a}"])
+    run([sys.executable, "-c", SCRIPT, *BG, "max_steps=2", "save_every=2", f"out_dir={b}"])
+    run([sys.executable, "-c", SCRIPT, *BG, "max_steps=4", "save_every=2", f"out_dir={b}", "resume=latest"])
+    la, lb = losses(a), losses(b)
+    assert [la[s] for s in (1, 2, 3, 4)] == [lb[s] for s in (1, 2, 3, 4)]
+    rows = [r for r in read_metrics(a) if "loss" in r]
+    for k in ("nll_base", "nll_mixed", "thought_pg", "policy_pg", "value_loss", "prior_kl", "policy_entropy", "is_weight", "p_zero",
+              "reward_mean", "gain_mean", "frac_zero", "thought_tokens", "lookahead_mean", "lam_mean", "chain_tokens"):
+        assert k in rows[-1], k
+    at = load_budget_model(checkpoints(a)[-1], device="cpu")
+    assert at.cfg.budgets == (0, 2, 4) and at.thinker.cfg.thought_len == 4
+    r = run([sys.executable, "-c", "from ntp_rl.budget import think_adaptive_cli; think_adaptive_cli()", "--model",
+             str(checkpoints(a)[-1]), "--lam", "0.0", "--max-new-tokens", "4", "--show-thoughts", "--decision", "sample"])
+    assert "thought tokens per token" in r.stdout and "TTFT" in r.stdout and " b=" in r.stdout
+
+def test_budget_two_processes(tmp_path):
+    script = tmp_path/"train.py"; script.write_text(SCRIPT)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", str(script), *BG, "max_steps=2", f"out_dir={tmp_path/'two'}"], env=env)
+    assert sorted(losses(tmp_path/"two")) == [1, 2]
+    model = checkpoints(tmp_path/"two")[-1]/"model"
+    assert (model/"budget_policy.safetensors").exists() and (model/"mixing_head.safetensors").exists()
+
+def test_bad_budget_configs(tmp_path):
+    for args, msg in [(["objective_args.budgets=[2,4]"], "starting with 0"), (["objective_args.budgets=[0,1]"], "smallest is 2"),
+                      (["objective_args.explore=1.0"], "explore"), (["objective_args.lam_max=-1"], "lam_min <= lam_max"),
+                      (["objective_args.K=2"], "not fields of BudgetConfig")]:
+        r = subprocess.run([sys.executable, "-c", SCRIPT, *BG, *args, f"out_dir={tmp_path/'x'}"], capture_output=True,
+                           text=True, cwd=ROOT, timeout=120)
+        assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
