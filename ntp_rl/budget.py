@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_budget.ipynb #99107008
 from __future__ import annotations
-import argparse, json, math, sys, time
+import argparse, html, json, math, sys, time
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 import torch
@@ -27,7 +27,7 @@ __all__ = ['BUDGET_PRIORS', 'LAMBDA_SAMPLING', 'BUDGET_FILE', 'POLICY_FILE', 'EN
            'decision_positions', 'BudgetObjective', 'AdaptiveThinker', 'is_budget_model', 'save_budget_model',
            'load_budget_model', 'AdaptiveGeneration', 'generate_adaptive', 'budget_overlay', 'place_fixed',
            'place_entropy', 'place_random', 'place_policy', 'evaluate_placement', 'spearman', 'summarize_placement',
-           'think_adaptive', 'think_adaptive_cli']
+           'think_adaptive', 'adaptive_page', 'explore_generation', 'think_cli']
 
 # %% ../nbs/06_budget.ipynb #222f67fe
 BUDGET_PRIORS = ("geometric", "uniform") # the prior of the KL regulariser on the budget distribution
@@ -703,20 +703,65 @@ def think_adaptive(model:str="smollm2-135m", # a budget-model folder (a checkpoi
           f"TTFT {gen.ttft_s*1e3:.0f} ms, {gen.tokens_per_s:.1f} tok/s", file=out)
     return gen
 
-def think_adaptive_cli(argv=None):
-    "Console entry point `ntp_rl_think_adaptive` (the planned `ntp_rl_think --adaptive`)."
-    ap = argparse.ArgumentParser(prog="ntp_rl_think_adaptive", description="Generate text, thinking only where a trained budget policy says, at price --lam.")
-    ap.add_argument("--model", default="smollm2-135m", help="budget-model folder (a checkpoint of objective=budget), thinking-model folder or model name")
+def adaptive_page(gens:list[AdaptiveGeneration], # generations to show, one section each
+                  title:str="Where the model thought") -> str:
+    "The entropy page (03_viewer) for adaptive generations: tokens shaded by base entropy, budget bars under tokens that thought, thought text in the hover card."
+    from ntp_rl.viewer import render_page
+    examples = []
+    for g in gens:
+        ov = budget_overlay(g)
+        rows = [dict(token=o["token"], entropy=o["entropy"]) for o in ov]
+        examples.append(dict(rows=rows, overlay=[o if o["budget"] else None for o in ov], title=g.prompt,
+                             meta=dict(thought_tokens_per_token=round(g.thought_tokens_per_token, 2))))
+    return render_page(examples, title=title, info="shade: base-model entropy (nats) · orange bar: thought budget · hover: the thought")
+
+def explore_generation(gen:AdaptiveGeneration):
+    "An ipywidgets view of one adaptive generation: the overlay page, and the selected token's budget, look-ahead and thought."
+    import ipywidgets as W
+    from ntp_rl.viewer import render_tokens, CSS
+    ov = budget_overlay(gen)
+    rows = [dict(token=o["token"], entropy=o["entropy"]) for o in ov]
+    sel = W.BoundedIntText(value=0, min=0, max=max(0, len(rows) - 1), description="token #")
+    text, detail = W.HTML(), W.HTML()
+    def draw(*_):
+        i = sel.value
+        text.value = f"<style>{CSS}</style>" + render_tokens(rows, [o if o["budget"] else None for o in ov], selected=i)
+        o = ov[i] if ov else {}
+        detail.value = html.escape(f"{o.get('token')!r}: budget {o.get('budget')}, look-ahead {o.get('lookahead')}, "
+                                   f"entropy {o.get('entropy', float('nan')):.2f} nats, thought [{o.get('thought', '')}]")
+    sel.observe(draw, "value"); draw()
+    return W.VBox([sel, text, detail])
+
+def think_cli(argv=None):
+    "Console entry point `ntp_rl_think`: a thought before every token, or with --adaptive only where the budget policy says."
+    ap = argparse.ArgumentParser(prog="ntp_rl_think", description="Generate text with thoughts: a fixed Quiet-STaR thought "
+                                 "before every token, or (--adaptive) a learned per-token budget at price --lam.")
+    ap.add_argument("--model", default="smollm2-135m", help="built-in name, model folder, thinking-model folder, or (--adaptive) a budget-model folder")
     ap.add_argument("--prompt", default="The capital of France is")
-    ap.add_argument("--lam", type=float, default=0.01, help="price per thought token, in nats per look-ahead token (higher: fewer thoughts)")
+    ap.add_argument("--thought-len", type=int, default=None, help="fixed mode: thought tokens per generated token, incl. start/end markers")
+    ap.add_argument("--adaptive", action="store_true", help="think only where the trained budget policy says")
+    ap.add_argument("--lam", type=float, default=0.01, help="adaptive: price per thought token in nats per look-ahead token (higher: fewer thoughts)")
+    ap.add_argument("--decision", default="greedy", choices=["greedy", "sample"], help="adaptive: how budgets are picked")
     ap.add_argument("--max-new-tokens", type=int, default=40)
-    ap.add_argument("--temperature", type=float, default=0.0)
+    ap.add_argument("--temperature", type=float, default=0.0, help="text sampling temperature (0: greedy)")
     ap.add_argument("--thought-temperature", type=float, default=1.0)
-    ap.add_argument("--decision", default="greedy", choices=["greedy", "sample"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--show-thoughts", action="store_true")
+    ap.add_argument("--show-thoughts", action="store_true", help="print each token's thought (and budget)")
+    ap.add_argument("--compare", action="store_true", help="fixed mode: also time plain generation")
+    ap.add_argument("--html", default="", help="adaptive: also write the overlay page (entropy shading, budgets, thoughts) to this file")
     a = ap.parse_args(argv)
-    run_cli(think_adaptive, a.model, a.prompt, a.lam, a.max_new_tokens, a.temperature, a.thought_temperature, a.decision,
-            a.seed, a.device, a.dtype, a.show_thoughts)
+    def _main():
+        if not a.adaptive:
+            check(not a.html, "--html needs --adaptive (the page shows where the policy chose to think)")
+            return think(a.model, a.prompt, a.thought_len, a.max_new_tokens, a.temperature, a.thought_temperature, a.seed,
+                         a.device, a.dtype, a.show_thoughts, a.compare)
+        check(a.thought_len is None, "--thought-len is for fixed thoughts; with --adaptive the policy picks each token's budget")
+        gen = think_adaptive(a.model, a.prompt, a.lam, a.max_new_tokens, a.temperature, a.thought_temperature, a.decision,
+                             a.seed, a.device, a.dtype, a.show_thoughts)
+        if a.html:
+            Path(a.html).write_text(adaptive_page([gen]), encoding="utf-8")
+            print(f"page: {a.html}", file=sys.stderr)
+        return gen
+    run_cli(_main)

@@ -166,9 +166,13 @@ def test_budget_resume_is_exact(tmp_path):
         assert k in rows[-1], k
     at = load_budget_model(checkpoints(a)[-1], device="cpu")
     assert at.cfg.budgets == (0, 2, 4) and at.thinker.cfg.thought_len == 4
-    r = run([sys.executable, "-c", "from ntp_rl.budget import think_adaptive_cli; think_adaptive_cli()", "--model",
-             str(checkpoints(a)[-1]), "--lam", "0.0", "--max-new-tokens", "4", "--show-thoughts", "--decision", "sample"])
+    page = tmp_path/"page.html"
+    r = run([sys.executable, "-c", "from ntp_rl.budget import think_cli; think_cli()", "--adaptive", "--model",
+             str(checkpoints(a)[-1]), "--lam", "0.0", "--max-new-tokens", "4", "--show-thoughts", "--decision", "sample",
+             "--html", str(page)])
     assert "thought tokens per token" in r.stdout and "TTFT" in r.stdout and " b=" in r.stdout
+    html = page.read_text()
+    assert html.count('class="tok') == 4 and "<script" not in html  # one span per generated token, no script
 
 def test_budget_two_processes(tmp_path):
     script = tmp_path/"train.py"; script.write_text(SCRIPT)

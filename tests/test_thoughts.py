@@ -238,7 +238,7 @@ def test_thoughts_html_escapes_everything():
 
 def _think_cmd():
     exe = Path(sys.executable).with_name("ntp_rl_think")
-    return [str(exe)] if exe.exists() else [sys.executable, "-c", "from ntp_rl.thoughts import think_cli; think_cli()"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-c", "from ntp_rl.budget import think_cli; think_cli()"]
 
 
 def test_cli_runs_on_tiny_llama():
