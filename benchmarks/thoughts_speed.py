@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 from transformers import DynamicCache
 from ntp_rl.core import load_model, seed_everything, pick_device
-from ntp_rl.thoughts import ThoughtConfig, make_thinker, sample_thoughts, thought_forward, _sample, _logits
+from ntp_rl.thoughts import (ThoughtConfig, make_thinker, sample_thoughts, sample_thought_tokens, thought_forward,
+                             _sample, _logits)
 
 
 def sync(dev):
@@ -102,18 +103,18 @@ def dense_step(model, head, ids, mask, cfg, marks):
         masks.append(eye)
     loss = torch.stack(nll).mean() - torch.stack(pol).mean() if pol else torch.stack(nll).mean()
     loss.backward()
-    return float(loss)
+    return float(loss.detach())
 
 
 def our_step(model, head, ids, mask, cfg, marks):
-    "One training step here: sample without gradient, replay with gradient in one chain forward, backward."
-    th = sample_thoughts(model, ids, mask, cfg, marks, head)
-    rp = thought_forward(model, ids, mask, th.tokens, cfg, marks, head)
+    "One training step here: sample the thoughts without gradient, replay them with gradient in one chain forward, backward."
+    tokens, _ = sample_thought_tokens(model, ids, mask, cfg, marks)
+    rp = thought_forward(model, ids, mask, tokens, cfg, marks, head)
     vk = rp.valid[:, None].float()
-    adv = (th.mixed_logprobs - th.base_logprobs[:, None]).sum(-1)  # (B, K, L) a stand-in advantage
+    adv = ((rp.mixed_logprobs - rp.base_logprobs[:, None]) * vk).sum(-1).detach()  # (B, K, L) reward as a stand-in advantage
     loss = -(rp.mixed_logprobs * vk).sum() / vk.sum() - (adv[..., None] * rp.logprobs).mean()
     loss.backward()
-    return float(loss)
+    return float(loss.detach())
 
 
 def setup(a):
@@ -133,6 +134,9 @@ def setup(a):
 
 
 def peak_rss_mb():
+    "This process's peak resident memory in MB (VmHWM; unlike ru_maxrss it is not inherited from the parent across exec)."
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"): return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

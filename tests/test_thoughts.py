@@ -59,6 +59,10 @@ def test_replay_equals_sampler_and_has_gradient(arch):
     par = sample_thoughts(th.model, enc.input_ids, enc.attention_mask, th.cfg, th.marks, th.head)
     rep = thought_forward(th.model, enc.input_ids, enc.attention_mask, par.tokens, th.cfg, th.marks, th.head)
     _compare(par, rep, atol=1e-5)
+    g = lambda: torch.Generator().manual_seed(5)  # the tokens-only sampler draws the same thoughts
+    tokens, lps = sample_thought_tokens(th.model, enc.input_ids, enc.attention_mask, th.cfg, th.marks, generator=g())
+    full = sample_thoughts(th.model, enc.input_ids, enc.attention_mask, th.cfg, th.marks, th.head, generator=g())
+    assert torch.equal(tokens, full.tokens) and torch.equal(lps, full.logprobs)
     vk = rep.valid[:, None]
     loss = -(rep.mixed_logprobs * vk).sum() / vk.sum() - rep.logprobs.mean()
     loss.backward()
