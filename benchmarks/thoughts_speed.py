@@ -7,8 +7,9 @@
     (F iterations over all L positions, DynamicCache, additive [causal | I | I | ...] mask, full-vocab logits every
     iteration, gradient through everything) at equal settings (goal >= 2x faster and <= 1/4 of its peak memory).
 
-Peak memory: `torch.cuda.max_memory_allocated` on a GPU; on a CPU each step runs once in a fresh subprocess and the
-increase of its peak RSS over the loaded model is reported.
+Peak memory: `torch.cuda.max_memory_allocated` on a GPU; on a CPU each step runs once in a fresh subprocess (glibc's
+mmap threshold fixed, so freed memory is returned at once) and the increase of its peak RSS over the loaded model is
+reported, which is coarser.
 
     python benchmarks/thoughts_speed.py                                  # tiny Llama, CPU
     python benchmarks/thoughts_speed.py --model smollm2-135m --device cuda --dtype bfloat16 --batch 8
@@ -29,11 +30,13 @@ def sync(dev):
 
 
 def timed(fn, dev, repeats):
-    "Median wall time of `repeats` calls after one warm-up."
+    """Median time of `repeats` calls after one warm-up: wall time on a GPU, this process's CPU time on a CPU (robust to
+    other processes sharing the cores; the benchmark runs torch on OMP_NUM_THREADS threads, 1 by default)."""
+    clock = time.perf_counter if dev.type == "cuda" else time.process_time
     fn(); sync(dev)
     ts = []
     for _ in range(repeats):
-        t = time.perf_counter(); fn(); sync(dev); ts.append(time.perf_counter() - t)
+        t = clock(); fn(); sync(dev); ts.append(clock() - t)
     return statistics.median(ts)
 
 
@@ -170,7 +173,7 @@ def main():
     dev, model, th, cfg, ids, mask = setup(a)
     skip = set(a.skip.split(","))
     print(f"model={a.model} device={dev} dtype={a.dtype} B={a.batch} L={a.L} T={a.T} A={a.A} K={a.K} "
-          f"threads={torch.get_num_threads()} repeats={a.repeats}")
+          f"threads={torch.get_num_threads()} repeats={a.repeats} clock={'wall' if dev.type == 'cuda' else 'process CPU time'}")
     res = {}
     g = torch.Generator(device=dev).manual_seed(0)
     par = lambda: sample_thoughts(model, ids, mask, cfg, th.marks, th.head, generator=g)
@@ -211,7 +214,9 @@ def main():
                 mem[name] = (torch.cuda.max_memory_allocated() - base) / 2**20
             else:
                 args = [sys.executable, __file__, "--child", name] + [x for x in sys.argv[1:]]
-                r = subprocess.run(args, capture_output=True, text=True)
+                # a fixed mmap threshold makes glibc return freed blocks at once, so the RSS peak tracks live memory
+                env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
+                r = subprocess.run(args, capture_output=True, text=True, env=env)
                 if r.returncode != 0: raise SystemExit(f"memory child {name} failed:\n{r.stderr[-2000:]}")
                 mem[name] = json.loads(r.stdout.strip().splitlines()[-1])["peak_mb"]
         res.update(train_ours_s=t_ours, train_dense_s=t_dense, mem_ours_mb=mem["ours"], mem_dense_mb=mem["dense"])
