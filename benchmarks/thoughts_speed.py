@@ -170,8 +170,17 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     if a.child: return memory_child(a)
+    skip, mem = set(a.skip.split(",")), {}
+    if "c" not in skip and pick_device(a.device).type == "cpu":
+        # CPU peak memory: one step per fresh process, run before this process allocates anything, one at a time
+        for name in ("ours", "dense"):
+            args = [sys.executable, __file__, "--child", name] + sys.argv[1:]
+            # a fixed mmap threshold makes glibc return freed blocks at once, so the RSS peak tracks live memory
+            env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
+            r = subprocess.run(args, capture_output=True, text=True, env=env)
+            if r.returncode != 0: raise SystemExit(f"memory child {name} failed:\n{r.stderr[-2000:]}")
+            mem[name] = json.loads(r.stdout.strip().splitlines()[-1])["peak_mb"]
     dev, model, th, cfg, ids, mask = setup(a)
-    skip = set(a.skip.split(","))
     print(f"model={a.model} device={dev} dtype={a.dtype} B={a.batch} L={a.L} T={a.T} A={a.A} K={a.K} "
           f"threads={torch.get_num_threads()} repeats={a.repeats} clock={'wall' if dev.type == 'cuda' else 'process CPU time'}")
     res = {}
@@ -205,20 +214,12 @@ def main():
             return f
         t_ours = timed(run(our_step), dev, a.repeats)
         t_dense = timed(run(dense_step), dev, a.repeats)
-        mem = {}
         for name, step in (("ours", our_step), ("dense", dense_step)):
             if dev.type == "cuda":
                 model.zero_grad(set_to_none=True); torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
                 base = torch.cuda.memory_allocated()
                 step(model, th.head, ids, mask, cfg, th.marks); sync(dev)
                 mem[name] = (torch.cuda.max_memory_allocated() - base) / 2**20
-            else:
-                args = [sys.executable, __file__, "--child", name] + [x for x in sys.argv[1:]]
-                # a fixed mmap threshold makes glibc return freed blocks at once, so the RSS peak tracks live memory
-                env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
-                r = subprocess.run(args, capture_output=True, text=True, env=env)
-                if r.returncode != 0: raise SystemExit(f"memory child {name} failed:\n{r.stderr[-2000:]}")
-                mem[name] = json.loads(r.stdout.strip().splitlines()[-1])["peak_mb"]
         res.update(train_ours_s=t_ours, train_dense_s=t_dense, mem_ours_mb=mem["ours"], mem_dense_mb=mem["dense"])
         kind = "peak CUDA memory above the model" if dev.type == "cuda" else "peak RSS increase in a fresh process"
         print(f"training step: ours {t_ours*1e3:.1f} ms, dense original-style {t_dense*1e3:.1f} ms"
