@@ -13,12 +13,14 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from safetensors.torch import save_file, load_file
 from transformers import AttentionInterface, DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_mask
 from .core import *
 
 # %% auto #0
-__all__ = ['SUPPORTED_ATTN', 'START_THOUGHT', 'END_THOUGHT', 'CHUNK_LOGITS', 'THOUGHTS_FILE', 'HEAD_FILE', 'THOUGHTS_CSS',
-           'ThoughtConfig', 'max_positions', 'check_thinking_model', 'ThoughtMarks', 'thought_marks',
-           'add_thought_tokens', 'ChainLayout', 'chain_attention_forward', 'chain_attention', 'token_logprobs',
+__all__ = ['THOUGHT_ATTN', 'START_THOUGHT', 'END_THOUGHT', 'CHUNK_LOGITS', 'THOUGHTS_FILE', 'HEAD_FILE', 'THOUGHTS_CSS',
+           'ThoughtConfig', 'max_positions', 'check_thinking_model', 'ChainLayout', 'chain_attention_forward',
+           'use_thought_attention', 'ThoughtMarks', 'thought_marks', 'add_thought_tokens', 'token_logprobs',
            'MixingHead', 'new_mixing_head', 'Thoughts', 'sample_thought_tokens', 'sample_thoughts', 'thought_forward',
            'reference_thoughts', 'Thinker', 'make_thinker', 'is_thinking_model', 'save_thinking_model',
            'load_thinking_model', 'Generation', 'generate_plain', 'generate_with_thoughts', 'thoughts_html', 'think',
@@ -50,8 +52,8 @@ class ThoughtConfig:
     @property
     def n_steps(self): return self.thought_len + self.n_ahead - 1 # C: chain steps after the text (START .. END, then A-1 true tokens)
 
-# %% ../nbs/04_thoughts.ipynb #c3b7cb1c
-SUPPORTED_ATTN = ("sdpa", "eager")
+# %% ../nbs/04_thoughts.ipynb #71d0e300
+THOUGHT_ATTN = {"sdpa": "ntp_rl_sdpa", "eager": "ntp_rl_eager"} # supported implementation -> its thought-aware twin
 
 def max_positions(config) -> int|None:
     "The longest sequence the model's positions allow (`max_position_embeddings`, `n_positions` or `n_ctx`)."
@@ -63,8 +65,10 @@ def check_thinking_model(model:PreTrainedModel, cfg:ThoughtConfig, window:int):
     "Raise `NtpRlError` unless `model` can think with `cfg` over windows of `window` tokens."
     c = model.config
     impl = c._attn_implementation
-    check(impl in SUPPORTED_ATTN, f"attention implementation {impl!r} is not supported for thoughts; load the model with "
-          f"attn_implementation='sdpa' or 'eager'")
+    check(impl in THOUGHT_ATTN or impl in THOUGHT_ATTN.values(), f"attention implementation {impl!r} is not supported for "
+          f"thoughts; load the model with attn_implementation='sdpa' or 'eager'")
+    check(impl in THOUGHT_ATTN.values(), f"the model still uses plain {impl!r} attention; call add_thought_tokens(model, tok, cfg) "
+          f"first (it installs the thought-aware {THOUGHT_ATTN.get(impl)!r})")
     need, ctx = window + cfg.T + cfg.A - 1, max_positions(c)
     check(ctx is None or need <= ctx, f"window {window} + thought_len {cfg.T} + n_ahead {cfg.A} - 1 = {need} positions, beyond "
           f"the model's context of {ctx}; use a window of at most {ctx - cfg.T - cfg.A + 1} tokens or a shorter thought")
@@ -75,7 +79,141 @@ def check_thinking_model(model:PreTrainedModel, cfg:ThoughtConfig, window:int):
         check(getattr(c, k, None) is None, f"{c.model_type} uses {k}, which thought generation does not support; use a "
               f"Llama-family (Llama, Mistral, Qwen2, SmolLM2) or GPT-2 model")
 
-# %% ../nbs/04_thoughts.ipynb #746b2509
+# %% ../nbs/04_thoughts.ipynb #04619267
+@dataclass
+class ChainLayout:
+    "Where every chain of a thought forward sits: passed to the attention function as the `thought_layout` kwarg."
+    anchors: torch.Tensor # (B, N) text position each chain thinks after
+    text_valid: torch.Tensor # (B, L) bool, True = a real (non-padding) text token
+    text_queries: bool = False # the forward also carries the L text tokens first (one-forward replay, no cache)
+    max_scores: int = 2**25 # score entries per attention chunk (bounds transient memory)
+    calls: int = 0 # attention calls seen (a model that ignores the AttentionInterface would leave it at 0)
+    def __post_init__(self):
+        L = self.text_valid.shape[1]
+        j = torch.arange(L, device=self.anchors.device)
+        # (B, N, L): chain n sees text key j iff j <= its anchor and j is a real token
+        self.text_mask = (j <= self.anchors[..., None]) & self.text_valid[:, None, :]
+        # (B, 1, L, L): text query i sees real text keys j <= i (and itself, so a padding row is never empty)
+        self.causal_mask = (((j[None, :] <= j[:, None]) & self.text_valid[:, None, :]) | torch.eye(L, dtype=torch.bool, device=j.device))[:, None]
+    @property
+    def n_text(self): return self.text_valid.shape[1]
+    @property
+    def n_chains(self): return self.anchors.shape[1]
+
+# %% ../nbs/04_thoughts.ipynb #fc5df37a
+def _chain_attention_core(q, kt, vt, kc, vc, text_mask, s_lo:int, scaling:float, dropout:float):
+    "Attention of step-major chain queries q (B,Hkv,G,Sq,N,Dh) over text keys kt (B,Hkv,L,Dh) and chain keys kc (B,Hkv,S,N,Dh)."
+    B, Hkv, G, Sq, N, Dh = q.shape
+    L, S = kt.shape[2], kc.shape[2]
+    st = (q.reshape(B, Hkv, G*Sq*N, Dh) @ kt.transpose(-1, -2)).view(B, Hkv, G, Sq, N, L)  # (B,Hkv,G,Sq,N,L)
+    sc = torch.einsum("bhgsnd,bhtnd->bhgsnt", q, kc)  # (B,Hkv,G,Sq,N,S)
+    st = st.masked_fill(~text_mask[:, None, None, None], float("-inf"))
+    steps = torch.arange(S, device=q.device)
+    own = steps[None, :] <= (s_lo + torch.arange(Sq, device=q.device))[:, None]  # (Sq, S): own chain, earlier steps only
+    sc = sc.masked_fill(~own[:, None, :], float("-inf"))
+    p = torch.softmax(torch.cat([st, sc], -1).float() * scaling, dim=-1).to(vt.dtype)  # (B,Hkv,G,Sq,N,L+S)
+    if dropout > 0: p = F.dropout(p, dropout)
+    out = (p[..., :L].reshape(B, Hkv, G*Sq*N, L) @ vt).view(B, Hkv, G, Sq, N, Dh)
+    return out + torch.einsum("bhgsnt,bhtnd->bhgsnd", p[..., L:], vc)  # (B,Hkv,G,Sq,N,Dh)
+
+def chain_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
+                            thought_layout:ChainLayout=None, **kwargs):
+    "An `AttentionInterface` function for thought forwards: chain queries see their text prefix and their own chain."
+    for k in ("softcap", "s_aux"):
+        if kwargs.get(k) is not None: raise NtpRlError(f"thought attention does not support {k!r}; use a Llama-family or GPT-2 model")
+    lay = thought_layout; lay.calls += 1
+    Hkv, L = key.shape[1], lay.n_text
+    scaling = query.shape[-1]**-0.5 if scaling is None else scaling
+    dropout = dropout if module.training else 0.0
+    text_out = None
+    if lay.text_queries:  # one-forward replay: the first L queries are the text, attending causally to the text
+        text_out = F.scaled_dot_product_attention(query[:, :, :L], key[:, :, :L], value[:, :, :L], attn_mask=lay.causal_mask,
+                                                  dropout_p=dropout, scale=scaling, enable_gqa=query.shape[1] != Hkv)
+        query = query[:, :, L:]
+    B, H, Q, Dh = query.shape
+    Kv, N = key.shape[2], lay.n_chains
+    G, S, Sq = H // Hkv, (Kv - L) // N, Q // N
+    if kwargs.get("sliding_window") is not None and kwargs["sliding_window"] < L + S:
+        raise NtpRlError(f"sliding window {kwargs['sliding_window']} is shorter than text + thought ({L + S}); use a shorter window")
+    assert (Kv - L) % N == 0 and Q % N == 0 and Sq <= S, f"layout mismatch: {Q} queries, {Kv} keys, {L} text, {N} chains"
+    q = query.reshape(B, Hkv, G, Sq, N, Dh)
+    kt, vt = key[:, :, :L], value[:, :, :L]
+    kc, vc = key[:, :, L:].reshape(B, Hkv, S, N, Dh), value[:, :, L:].reshape(B, Hkv, S, N, Dh)
+    per_step = max(1, lay.max_scores // max(1, B*H*N*(L + S)))  # query steps per chunk
+    outs = []
+    for lo in range(0, Sq, per_step):
+        args = (q[:, :, :, lo:lo+per_step], kt, vt, kc, vc, lay.text_mask, S - Sq + lo, scaling, dropout)
+        grad = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
+        outs.append(checkpoint(_chain_attention_core, *args, use_reentrant=False) if grad else _chain_attention_core(*args))
+    out = torch.cat(outs, dim=3).reshape(B, H, Q, Dh)
+    if text_out is not None: out = torch.cat([text_out, out], 2)
+    return out.transpose(1, 2), None  # (B, Q, H, Dh), as transformers' attention functions return
+
+def _eager_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    "Plain eager attention (what Llama's `eager_attention_forward` computes) for the `ntp_rl_eager` twin."
+    n_rep = query.shape[1] // key.shape[1]
+    key, value = repeat_kv(key, n_rep), repeat_kv(value, n_rep)
+    w = (query @ key.transpose(2, 3)) * (query.shape[-1]**-0.5 if scaling is None else scaling)
+    if attention_mask is not None:
+        w = w.masked_fill(~attention_mask, float("-inf")) if attention_mask.dtype == torch.bool else w + attention_mask
+    w = torch.softmax(w.float(), dim=-1).to(query.dtype)
+    w = F.dropout(w, p=dropout, training=module.training)
+    return (w @ value).transpose(1, 2).contiguous(), w
+
+def _thought_aware(plain):
+    "An attention function that is `plain` unless a `thought_layout` is passed, then the chain attention."
+    def attention(module, query, key, value, attention_mask, thought_layout=None, **kwargs):
+        if thought_layout is None: return plain(module, query, key, value, attention_mask, **kwargs)
+        return chain_attention_forward(module, query, key, value, attention_mask, thought_layout=thought_layout, **kwargs)
+    return attention
+
+AttentionInterface.register("ntp_rl_sdpa", _thought_aware(sdpa_attention_forward))
+AttentionInterface.register("ntp_rl_eager", _thought_aware(_eager_attention))
+AttentionMaskInterface.register("ntp_rl_sdpa", sdpa_mask)
+AttentionMaskInterface.register("ntp_rl_eager", eager_mask)
+
+def use_thought_attention(model:PreTrainedModel) -> str:
+    "Switch `model` from `sdpa`/`eager` to its thought-aware twin (idempotent); returns the implementation's name."
+    impl = model.config._attn_implementation
+    if impl in THOUGHT_ATTN.values(): return impl
+    check(impl in THOUGHT_ATTN, f"attention implementation {impl!r} is not supported for thoughts; load the model with "
+          f"attn_implementation='sdpa' or 'eager'")
+    model.set_attn_implementation(THOUGHT_ATTN[impl])
+    return THOUGHT_ATTN[impl]
+
+# %% ../nbs/04_thoughts.ipynb #1bc01026
+def _text_pass(model, input_ids, attention_mask):
+    "Plain forward over the window with a fresh cache: last hidden states (B, L, D) and the cache."
+    cache = DynamicCache()
+    out = model.base_model(input_ids=input_ids, attention_mask=attention_mask, cache=cache, use_cache=True)
+    return out.last_hidden_state, cache
+
+def _chain_forward(model, cache, tokens, layout:ChainLayout, step0:int):
+    "Feed chain steps step0.. (tokens (B, Sq, N)) for every chain at once; hidden states (B, Sq, N, D)."
+    B, Sq, N = tokens.shape
+    steps = torch.arange(step0, step0 + Sq, device=tokens.device)
+    pos = layout.anchors[:, None, :] + 1 + steps[None, :, None]  # (B, Sq, N)
+    calls = layout.calls
+    h = model.base_model(input_ids=tokens.reshape(B, Sq*N), position_ids=pos.reshape(B, Sq*N), cache=cache,
+                         use_cache=True, thought_layout=layout).last_hidden_state
+    check(layout.calls > calls, f"{type(model).__name__} does not route attention through transformers' AttentionInterface, "
+          f"so thoughts cannot be masked; use a Llama-family or GPT-2 model")
+    return h.view(B, Sq, N, -1)
+
+def _replay_forward(model, input_ids, tokens, layout:ChainLayout):
+    "One forward, no cache, over [text (L) | chain steps 0..C-1 (tokens (B, C, N))]: text hidden (B, L, D), chain hidden (B, C, N, D)."
+    (B, L), (_, C, N) = input_ids.shape, tokens.shape
+    steps = torch.arange(C, device=tokens.device)
+    pos = torch.cat([torch.arange(L, device=tokens.device).expand(B, L),
+                     (layout.anchors[:, None, :] + 1 + steps[None, :, None]).reshape(B, C*N)], 1)
+    layout.text_queries, calls = True, layout.calls
+    h = model.base_model(input_ids=torch.cat([input_ids, tokens.reshape(B, C*N)], 1), position_ids=pos, use_cache=False,
+                         thought_layout=layout).last_hidden_state
+    check(layout.calls > calls, f"{type(model).__name__} does not route attention through transformers' AttentionInterface, "
+          f"so thoughts cannot be masked; use a Llama-family or GPT-2 model")
+    return h[:, :L], h[:, L:].view(B, C, N, -1)
+
+# %% ../nbs/04_thoughts.ipynb #59cdfc77
 START_THOUGHT, END_THOUGHT = "<|startofthought|>", "<|endofthought|>"
 
 @dataclass(frozen=True)
@@ -93,11 +231,16 @@ def thought_marks(tok:PreTrainedTokenizerBase) -> ThoughtMarks:
           "the tokenizer has no thought tokens; call add_thought_tokens(model, tok, cfg) or load a model saved by save_thinking_model")
     return ThoughtMarks(vocab[START_THOUGHT], vocab[END_THOUGHT])
 
-# %% ../nbs/04_thoughts.ipynb #ca3b7e75
+# %% ../nbs/04_thoughts.ipynb #df199a5d
 @torch.no_grad()
 def add_thought_tokens(model:PreTrainedModel, tok:PreTrainedTokenizerBase, cfg:ThoughtConfig) -> ThoughtMarks:
-    "Add the thought markers to `tok` and `model` (tied or untied head), initialised from `cfg.init_text`. Idempotent."
-    if START_THOUGHT in tok.get_vocab(): return thought_marks(tok)
+    "Add the thought markers to `tok` and `model` (tied or untied head), initialised from `cfg.init_text`; switch to thought-aware attention."
+    use_thought_attention(model)
+    if START_THOUGHT in tok.get_vocab():
+        marks = thought_marks(tok)
+        check(max(marks.ids) < model.get_input_embeddings().weight.shape[0],
+              "the tokenizer has thought tokens but the model has no rows for them; pass the model they were added to")
+        return marks
     init_ids = tok(cfg.init_text, add_special_tokens=False).input_ids
     check(len(init_ids) > 0, f"ThoughtConfig.init_text={cfg.init_text!r} tokenizes to nothing; use a visible text such as '---'")
     tok.add_tokens([START_THOUGHT, END_THOUGHT], special_tokens=True)
@@ -108,97 +251,6 @@ def add_thought_tokens(model:PreTrainedModel, tok:PreTrainedTokenizerBase, cfg:T
     for w in ([emb] if head is emb else [emb, head]):
         w[marks.ids] = w[init_ids].mean(0, keepdim=True).expand(2, -1)
     return marks
-
-# %% ../nbs/04_thoughts.ipynb #bc9f7cfa
-@dataclass
-class ChainLayout:
-    "Where every chain of a thought forward sits: passed to the attention function as the `thought_layout` kwarg."
-    anchors: torch.Tensor # (B, N) text position each chain thinks after
-    text_valid: torch.Tensor # (B, L) bool, True = a real (non-padding) text token
-    max_scores: int = 2**25 # score entries per attention chunk (bounds transient memory)
-    calls: int = 0 # attention calls seen (a model that ignores the AttentionInterface would leave it at 0)
-    def __post_init__(self):
-        L = self.text_valid.shape[1]
-        # (B, N, L): chain n sees text key j iff j <= its anchor and j is a real token
-        self.text_mask = (torch.arange(L, device=self.anchors.device) <= self.anchors[..., None]) & self.text_valid[:, None, :]
-    @property
-    def n_text(self): return self.text_valid.shape[1]
-    @property
-    def n_chains(self): return self.anchors.shape[1]
-
-# %% ../nbs/04_thoughts.ipynb #10acf94d
-def _chain_attention_core(q, kt, vt, kc, vc, text_mask, s_lo:int, scaling:float, dropout:float):
-    "Attention of step-major chain queries q (B,Hkv,G,Sq,N,Dh) over text keys kt (B,Hkv,L,Dh) and chain keys kc (B,Hkv,S,N,Dh)."
-    B, Hkv, G, Sq, N, Dh = q.shape
-    L, S = kt.shape[2], kc.shape[2]
-    st = (q.reshape(B, Hkv, G*Sq*N, Dh) @ kt.transpose(-1, -2)).view(B, Hkv, G, Sq, N, L)  # (B,Hkv,G,Sq,N,L)
-    sc = torch.einsum("bhgsnd,bhtnd->bhgsnt", q, kc)  # (B,Hkv,G,Sq,N,S)
-    st = st.masked_fill(~text_mask[:, None, None, None], float("-inf"))
-    steps = torch.arange(S, device=q.device)
-    own = steps[None, :] <= (s_lo + torch.arange(Sq, device=q.device))[:, None]  # (Sq, S): own chain, earlier steps only
-    sc = sc.masked_fill(~own[:, None, :], float("-inf"))
-    p = torch.softmax(torch.cat([st, sc], -1).float() * scaling, dim=-1).to(vt.dtype)  # (B,Hkv,G,Sq,N,L+S)
-    if dropout > 0: p = F.dropout(p, dropout)
-    out = (p[..., :L].reshape(B, Hkv, G*Sq*N, L) @ vt).view(B, Hkv, G, Sq, N, Dh)
-    return out + torch.einsum("bhgsnt,bhtnd->bhgsnd", p[..., L:], vc)  # (B,Hkv,G,Sq,N,Dh)
-
-def chain_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
-                            thought_layout:ChainLayout|None=None, **kwargs):
-    "An `AttentionInterface` function for thought forwards: chain queries see their text prefix and their own chain."
-    if thought_layout is None: raise NtpRlError("the ntp_rl_chain attention was called without a thought layout; "
-                                                "use sample_thoughts / thought_forward instead of calling the model under it")
-    for k in ("softcap", "s_aux"):
-        if kwargs.get(k) is not None: raise NtpRlError(f"thought attention does not support {k!r}; use a Llama-family or GPT-2 model")
-    lay = thought_layout; lay.calls += 1
-    B, H, Q, Dh = query.shape
-    Hkv, Kv, L, N = key.shape[1], key.shape[2], lay.n_text, lay.n_chains
-    G, S, Sq = H // Hkv, (Kv - L) // N, Q // N
-    if kwargs.get("sliding_window") is not None and kwargs["sliding_window"] < L + S:
-        raise NtpRlError(f"sliding window {kwargs['sliding_window']} is shorter than text + thought ({L + S}); use a shorter window")
-    assert (Kv - L) % N == 0 and Q % N == 0 and Sq <= S, f"layout mismatch: {Q} queries, {Kv} keys, {L} text, {N} chains"
-    scaling = Dh**-0.5 if scaling is None else scaling
-    dropout = dropout if module.training else 0.0
-    q = query.reshape(B, Hkv, G, Sq, N, Dh)
-    kt, vt = key[:, :, :L], value[:, :, :L]
-    kc, vc = key[:, :, L:].reshape(B, Hkv, S, N, Dh), value[:, :, L:].reshape(B, Hkv, S, N, Dh)
-    per_step = max(1, lay.max_scores // max(1, B*H*N*(L + S)))  # query steps per chunk
-    outs = []
-    for lo in range(0, Sq, per_step):
-        args = (q[:, :, :, lo:lo+per_step], kt, vt, kc, vc, lay.text_mask, S - Sq + lo, scaling, dropout)
-        grad = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
-        outs.append(checkpoint(_chain_attention_core, *args, use_reentrant=False) if grad else _chain_attention_core(*args))
-    out = torch.cat(outs, dim=3).reshape(B, H, Q, Dh)
-    return out.transpose(1, 2), None  # (B, Q, H, Dh), as transformers' attention functions return
-
-AttentionInterface.register("ntp_rl_chain", chain_attention_forward)
-
-@contextlib.contextmanager
-def chain_attention(model:PreTrainedModel):
-    "Run `model`'s attention through `chain_attention_forward` inside the block; restore its implementation after."
-    old = model.config._attn_implementation
-    model.set_attn_implementation("ntp_rl_chain")
-    try: yield model
-    finally: model.set_attn_implementation(old)
-
-# %% ../nbs/04_thoughts.ipynb #1a9a56c0
-def _text_pass(model, input_ids, attention_mask):
-    "Plain forward over the window with a fresh cache: last hidden states (B, L, D) and the cache."
-    cache = DynamicCache()
-    out = model.base_model(input_ids=input_ids, attention_mask=attention_mask, cache=cache, use_cache=True)
-    return out.last_hidden_state, cache
-
-def _chain_forward(model, cache, tokens, layout:ChainLayout, step0:int):
-    "Feed chain steps step0.. (tokens (B, Sq, N)) for every chain at once; hidden states (B, Sq, N, D)."
-    B, Sq, N = tokens.shape
-    steps = torch.arange(step0, step0 + Sq, device=tokens.device)
-    pos = layout.anchors[:, None, :] + 1 + steps[None, :, None]  # (B, Sq, N)
-    calls = layout.calls
-    with chain_attention(model):
-        h = model.base_model(input_ids=tokens.reshape(B, Sq*N), position_ids=pos.reshape(B, Sq*N), cache=cache,
-                             use_cache=True, thought_layout=layout).last_hidden_state
-    check(layout.calls > calls, f"{type(model).__name__} does not route attention through transformers' AttentionInterface, "
-          f"so thoughts cannot be masked; use a Llama-family or GPT-2 model")
-    return h.view(B, Sq, N, -1)
 
 # %% ../nbs/04_thoughts.ipynb #89d82a26
 CHUNK_LOGITS = 2**22 # logits entries per chunk in vocabulary-wide computations
@@ -412,10 +464,9 @@ def thought_forward(model:PreTrainedModel, input_ids:torch.Tensor, # (B, L) righ
     check(tuple(tokens.shape) == (B, cfg.K, positions.shape[1], T),
           f"tokens has shape {tuple(tokens.shape)}; expected (B, K, P, T) = {(B, cfg.K, positions.shape[1], T)}")
     flat = tokens.reshape(B, N, T)
-    base_hidden, cache = _text_pass(model, input_ids, attention_mask)
     lay = ChainLayout(anchors, attention_mask.bool())
     targets, valid, base_pos, forced = _lookahead_targets(input_ids, attention_mask, anchors, A)
-    h = _chain_forward(model, cache, torch.cat([flat, forced], -1).transpose(1, 2), lay, step0=0)  # (B, C, N, D)
+    base_hidden, h = _replay_forward(model, input_ids, torch.cat([flat, forced], -1).transpose(1, 2), lay)  # (B, L, D), (B, C, N, D)
     h = h.transpose(1, 2)  # (B, N, C, D)
     D = h.shape[-1]
     logprobs = token_logprobs(model, h[:, :, :T-2].reshape(-1, D), flat[..., 1:T-1].reshape(-1), marks,
@@ -491,6 +542,7 @@ def load_thinking_model(path, dtype:str="float32", device:str="auto") -> Thinker
           f"or load a plain model with load_model and call make_thinker")
     meta = json.loads((path/THOUGHTS_FILE).read_text())
     model, tok = load_model(str(path), dtype=dtype, device=device)
+    use_thought_attention(model)  # the attention implementation is not part of a saved config
     marks = thought_marks(tok)
     check(marks == ThoughtMarks(**meta["marks"]), f"{path}: the tokenizer's thought token ids {marks} differ from {meta['marks']}")
     head = MixingHead(**meta["head"])
