@@ -3,7 +3,7 @@
 (a) parallel thought generation (`sample_thoughts`) vs a per-position loop of plain cached decoding (goal >= 10x);
 (b) parallel generation vs the ideal, one forward over the window plus (T+A-1) forwards over the K·L chain tokens,
     i.e. (T+A) x one forward when K = 1 (goal <= 1.25x);
-(c) a training step (sample without grad + replay with grad + backward) vs a dense-mask step in the original's style
+(c) a training step (sample without grad + replay with grad + backward; also with activation checkpointing) vs a dense-mask step in the original's style
     (F iterations over all L positions, DynamicCache, additive [causal | I | I | ...] mask, full-vocab logits every
     iteration, gradient through everything) at equal settings (goal >= 2x faster and <= 1/4 of its peak memory).
 
@@ -120,6 +120,16 @@ def our_step(model, head, ids, mask, cfg, marks):
     return float(loss.detach())
 
 
+def our_step_ckpt(model, head, ids, mask, cfg, marks):
+    "Our step with transformers' activation checkpointing on the replay (the original's cached loop cannot use it)."
+    model.activation_checkpointing_enable()
+    try: return our_step(model, head, ids, mask, cfg, marks)
+    finally: model.activation_checkpointing_disable()
+
+
+STEPS = {"ours": our_step, "ours+ckpt": our_step_ckpt, "dense": dense_step}
+
+
 def setup(a):
     seed_everything(0)
     dev = pick_device(a.device)
@@ -148,7 +158,7 @@ def memory_child(a):
     dev, model, th, cfg, ids, mask = setup(a)
     model.train()
     before = peak_rss_mb()
-    (our_step if a.child == "ours" else dense_step)(model, th.head, ids, mask, cfg, th.marks)
+    STEPS[a.child](model, th.head, ids, mask, cfg, th.marks)
     print(json.dumps({"peak_mb": peak_rss_mb() - before}))
 
 
@@ -173,7 +183,7 @@ def main():
     skip, mem = set(a.skip.split(",")), {}
     if "c" not in skip and pick_device(a.device).type == "cpu":
         # CPU peak memory: one step per fresh process, run before this process allocates anything, one at a time
-        for name in ("ours", "dense"):
+        for name in STEPS:
             args = [sys.executable, __file__, "--child", name] + sys.argv[1:]
             # a fixed mmap threshold makes glibc return freed blocks at once, so the RSS peak tracks live memory
             env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
@@ -212,20 +222,19 @@ def main():
                 model.zero_grad(set_to_none=True); th.head.zero_grad(set_to_none=True)
                 step(model, th.head, ids, mask, cfg, th.marks)
             return f
-        t_ours = timed(run(our_step), dev, a.repeats)
-        t_dense = timed(run(dense_step), dev, a.repeats)
-        for name, step in (("ours", our_step), ("dense", dense_step)):
+        t = {name: timed(run(step), dev, a.repeats) for name, step in STEPS.items()}
+        for name, step in STEPS.items():
             if dev.type == "cuda":
                 model.zero_grad(set_to_none=True); torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
                 base = torch.cuda.memory_allocated()
                 step(model, th.head, ids, mask, cfg, th.marks); sync(dev)
                 mem[name] = (torch.cuda.max_memory_allocated() - base) / 2**20
-        res.update(train_ours_s=t_ours, train_dense_s=t_dense, mem_ours_mb=mem["ours"], mem_dense_mb=mem["dense"])
+        res.update({f"train_{n}_s": v for n, v in t.items()}); res.update({f"mem_{n}_mb": v for n, v in mem.items()})
         kind = "peak CUDA memory above the model" if dev.type == "cuda" else "peak RSS increase in a fresh process"
-        print(f"training step: ours {t_ours*1e3:.1f} ms, dense original-style {t_dense*1e3:.1f} ms"
-              f"  -> (c) {t_dense / t_ours:.1f}x faster (goal >= 2x)")
-        print(f"memory ({kind}): ours {mem['ours']:.0f} MB, dense {mem['dense']:.0f} MB"
-              f"  -> (c) ours uses {mem['ours'] / max(mem['dense'], 1e-9):.2f} of dense (goal <= 0.25)")
+        print(f"training step, {kind}: dense original-style {t['dense']*1e3:.1f} ms, {mem['dense']:.0f} MB")
+        for n in ("ours", "ours+ckpt"):
+            print(f"  {n:9s} {t[n]*1e3:9.1f} ms, {mem[n]:7.0f} MB  -> (c) {t['dense'] / t[n]:.1f}x faster (goal >= 2x), "
+                  f"{mem[n] / max(mem['dense'], 1e-9):.2f} of its memory (goal <= 0.25)")
     print(json.dumps({k: round(v, 4) for k, v in res.items()}))
 
 

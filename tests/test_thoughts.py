@@ -300,7 +300,7 @@ def test_replay_works_with_gradient_checkpointing(arch):
         loss.backward()
         return loss.detach(), {n: p.grad.clone() for n, p in th.model.named_parameters() if p.grad is not None}
     l0, g0 = loss_and_grads()
-    th.model.gradient_checkpointing_enable()
+    th.model.activation_checkpointing_enable()
     l1, g1 = loss_and_grads()
     torch.testing.assert_close(l0, l1)
     assert g0.keys() == g1.keys() and len(g0) > 0
