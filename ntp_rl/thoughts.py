@@ -682,7 +682,7 @@ def think(model:str="smollm2-135m", # built-in name, model folder, or a folder w
     print(prompt + gen.text, file=out)
     if show_thoughts:
         for i, (t, thought) in enumerate(zip(gen.tokens, gen.thoughts)):
-            print(f"{i:4d} {t!r:>14} <- [{thought}]", file=out)
+            print(f"{i:4d} {t!r:>14} <- {thought!r}", file=out)  # repr: one line per token even if a thought has newlines
     print(f"thinking (T={cfg.T}): TTFT {gen.ttft_s*1e3:.0f} ms, {gen.tokens_per_s:.1f} tok/s", file=sys.stderr)
     if compare:
         p = generate_plain(m, tok, prompt, max_new_tokens, temperature=temperature, seed=seed, marks=th.marks)

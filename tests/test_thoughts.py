@@ -255,7 +255,7 @@ def test_cli_runs_on_tiny_llama():
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith("The capital of France is") and len(lines) == 5  # text + one line per token
-    assert all("<- [" in l for l in lines[1:])
+    assert all(" <- " in l for l in lines[1:])
     assert "TTFT" in r.stderr and "plain:" in r.stderr
 
 
