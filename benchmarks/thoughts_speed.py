@@ -3,12 +3,13 @@
 (a) parallel thought generation (`sample_thoughts`) vs a per-position loop of plain cached decoding (goal >= 10x);
 (b) parallel generation vs the ideal, one forward over the window plus (T+A-1) forwards over the K·L chain tokens,
     i.e. (T+A) x one forward when K = 1 (goal <= 1.25x);
-(c) a training step (sample without grad + replay with grad + backward) vs a dense-mask step in the original's style
+(c) a training step (sample without grad + replay with grad + backward; also with activation checkpointing) vs a dense-mask step in the original's style
     (F iterations over all L positions, DynamicCache, additive [causal | I | I | ...] mask, full-vocab logits every
     iteration, gradient through everything) at equal settings (goal >= 2x faster and <= 1/4 of its peak memory).
 
-Peak memory: `torch.cuda.max_memory_allocated` on a GPU; on a CPU each step runs once in a fresh subprocess and the
-increase of its peak RSS over the loaded model is reported.
+Peak memory: `torch.cuda.max_memory_allocated` on a GPU; on a CPU each step runs once in a fresh subprocess (glibc's
+mmap threshold fixed, so freed memory is returned at once) and the increase of its peak RSS over the loaded model is
+reported, which is coarser.
 
     python benchmarks/thoughts_speed.py                                  # tiny Llama, CPU
     python benchmarks/thoughts_speed.py --model smollm2-135m --device cuda --dtype bfloat16 --batch 8
@@ -20,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 from transformers import DynamicCache
 from ntp_rl.core import load_model, seed_everything, pick_device
-from ntp_rl.thoughts import ThoughtConfig, make_thinker, sample_thoughts, thought_forward, _sample, _logits
+from ntp_rl.thoughts import (ThoughtConfig, make_thinker, sample_thoughts, sample_thought_tokens, thought_forward,
+                             _sample, _logits)
 
 
 def sync(dev):
@@ -28,11 +30,13 @@ def sync(dev):
 
 
 def timed(fn, dev, repeats):
-    "Median wall time of `repeats` calls after one warm-up."
+    """Median time of `repeats` calls after one warm-up: wall time on a GPU, this process's CPU time on a CPU (robust to
+    other processes sharing the cores; the benchmark runs torch on OMP_NUM_THREADS threads, 1 by default)."""
+    clock = time.perf_counter if dev.type == "cuda" else time.process_time
     fn(); sync(dev)
     ts = []
     for _ in range(repeats):
-        t = time.perf_counter(); fn(); sync(dev); ts.append(time.perf_counter() - t)
+        t = clock(); fn(); sync(dev); ts.append(clock() - t)
     return statistics.median(ts)
 
 
@@ -102,18 +106,28 @@ def dense_step(model, head, ids, mask, cfg, marks):
         masks.append(eye)
     loss = torch.stack(nll).mean() - torch.stack(pol).mean() if pol else torch.stack(nll).mean()
     loss.backward()
-    return float(loss)
+    return float(loss.detach())
 
 
 def our_step(model, head, ids, mask, cfg, marks):
-    "One training step here: sample without gradient, replay with gradient in one chain forward, backward."
-    th = sample_thoughts(model, ids, mask, cfg, marks, head)
-    rp = thought_forward(model, ids, mask, th.tokens, cfg, marks, head)
+    "One training step here: sample the thoughts without gradient, replay them with gradient in one chain forward, backward."
+    tokens, _ = sample_thought_tokens(model, ids, mask, cfg, marks)
+    rp = thought_forward(model, ids, mask, tokens, cfg, marks, head)
     vk = rp.valid[:, None].float()
-    adv = (th.mixed_logprobs - th.base_logprobs[:, None]).sum(-1)  # (B, K, L) a stand-in advantage
+    adv = ((rp.mixed_logprobs - rp.base_logprobs[:, None]) * vk).sum(-1).detach()  # (B, K, L) reward as a stand-in advantage
     loss = -(rp.mixed_logprobs * vk).sum() / vk.sum() - (adv[..., None] * rp.logprobs).mean()
     loss.backward()
-    return float(loss)
+    return float(loss.detach())
+
+
+def our_step_ckpt(model, head, ids, mask, cfg, marks):
+    "Our step with transformers' activation checkpointing on the replay (the original's cached loop cannot use it)."
+    model.activation_checkpointing_enable()
+    try: return our_step(model, head, ids, mask, cfg, marks)
+    finally: model.activation_checkpointing_disable()
+
+
+STEPS = {"ours": our_step, "ours+ckpt": our_step_ckpt, "dense": dense_step}
 
 
 def setup(a):
@@ -133,6 +147,9 @@ def setup(a):
 
 
 def peak_rss_mb():
+    "This process's peak resident memory in MB (VmHWM; unlike ru_maxrss it is not inherited from the parent across exec)."
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"): return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -141,7 +158,7 @@ def memory_child(a):
     dev, model, th, cfg, ids, mask = setup(a)
     model.train()
     before = peak_rss_mb()
-    (our_step if a.child == "ours" else dense_step)(model, th.head, ids, mask, cfg, th.marks)
+    STEPS[a.child](model, th.head, ids, mask, cfg, th.marks)
     print(json.dumps({"peak_mb": peak_rss_mb() - before}))
 
 
@@ -163,10 +180,19 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     if a.child: return memory_child(a)
+    skip, mem = set(a.skip.split(",")), {}
+    if "c" not in skip and pick_device(a.device).type == "cpu":
+        # CPU peak memory: one step per fresh process, run before this process allocates anything, one at a time
+        for name in STEPS:
+            args = [sys.executable, __file__, "--child", name] + sys.argv[1:]
+            # a fixed mmap threshold makes glibc return freed blocks at once, so the RSS peak tracks live memory
+            env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
+            r = subprocess.run(args, capture_output=True, text=True, env=env)
+            if r.returncode != 0: raise SystemExit(f"memory child {name} failed:\n{r.stderr[-2000:]}")
+            mem[name] = json.loads(r.stdout.strip().splitlines()[-1])["peak_mb"]
     dev, model, th, cfg, ids, mask = setup(a)
-    skip = set(a.skip.split(","))
     print(f"model={a.model} device={dev} dtype={a.dtype} B={a.batch} L={a.L} T={a.T} A={a.A} K={a.K} "
-          f"threads={torch.get_num_threads()} repeats={a.repeats}")
+          f"threads={torch.get_num_threads()} repeats={a.repeats} clock={'wall' if dev.type == 'cuda' else 'process CPU time'}")
     res = {}
     g = torch.Generator(device=dev).manual_seed(0)
     par = lambda: sample_thoughts(model, ids, mask, cfg, th.marks, th.head, generator=g)
@@ -196,26 +222,19 @@ def main():
                 model.zero_grad(set_to_none=True); th.head.zero_grad(set_to_none=True)
                 step(model, th.head, ids, mask, cfg, th.marks)
             return f
-        t_ours = timed(run(our_step), dev, a.repeats)
-        t_dense = timed(run(dense_step), dev, a.repeats)
-        mem = {}
-        for name, step in (("ours", our_step), ("dense", dense_step)):
+        t = {name: timed(run(step), dev, a.repeats) for name, step in STEPS.items()}
+        for name, step in STEPS.items():
             if dev.type == "cuda":
                 model.zero_grad(set_to_none=True); torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
                 base = torch.cuda.memory_allocated()
                 step(model, th.head, ids, mask, cfg, th.marks); sync(dev)
                 mem[name] = (torch.cuda.max_memory_allocated() - base) / 2**20
-            else:
-                args = [sys.executable, __file__, "--child", name] + [x for x in sys.argv[1:]]
-                r = subprocess.run(args, capture_output=True, text=True)
-                if r.returncode != 0: raise SystemExit(f"memory child {name} failed:\n{r.stderr[-2000:]}")
-                mem[name] = json.loads(r.stdout.strip().splitlines()[-1])["peak_mb"]
-        res.update(train_ours_s=t_ours, train_dense_s=t_dense, mem_ours_mb=mem["ours"], mem_dense_mb=mem["dense"])
+        res.update({f"train_{n}_s": v for n, v in t.items()}); res.update({f"mem_{n}_mb": v for n, v in mem.items()})
         kind = "peak CUDA memory above the model" if dev.type == "cuda" else "peak RSS increase in a fresh process"
-        print(f"training step: ours {t_ours*1e3:.1f} ms, dense original-style {t_dense*1e3:.1f} ms"
-              f"  -> (c) {t_dense / t_ours:.1f}x faster (goal >= 2x)")
-        print(f"memory ({kind}): ours {mem['ours']:.0f} MB, dense {mem['dense']:.0f} MB"
-              f"  -> (c) ours uses {mem['ours'] / max(mem['dense'], 1e-9):.2f} of dense (goal <= 0.25)")
+        print(f"training step, {kind}: dense original-style {t['dense']*1e3:.1f} ms, {mem['dense']:.0f} MB")
+        for n in ("ours", "ours+ckpt"):
+            print(f"  {n:9s} {t[n]*1e3:9.1f} ms, {mem[n]:7.0f} MB  -> (c) {t['dense'] / t[n]:.1f}x faster (goal >= 2x), "
+                  f"{mem[n] / max(mem['dense'], 1e-9):.2f} of its memory (goal <= 0.25)")
     print(json.dumps({k: round(v, 4) for k, v in res.items()}))
 
 
