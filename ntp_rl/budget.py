@@ -734,22 +734,12 @@ def explore_generation(gen:AdaptiveGeneration):
 
 def think_cli(argv=None):
     "Console entry point `ntp_rl_think`: a thought before every token, or with --adaptive only where the budget policy says."
-    ap = argparse.ArgumentParser(prog="ntp_rl_think", description="Generate text with thoughts: a fixed Quiet-STaR thought "
-                                 "before every token, or (--adaptive) a learned per-token budget at price --lam.")
-    ap.add_argument("--model", default="smollm2-135m", help="built-in name, model folder, thinking-model folder, or (--adaptive) a budget-model folder")
-    ap.add_argument("--prompt", default="The capital of France is")
-    ap.add_argument("--thought-len", type=int, default=None, help="fixed mode: thought tokens per generated token, incl. start/end markers")
-    ap.add_argument("--adaptive", action="store_true", help="think only where the trained budget policy says")
+    ap = think_parser()
+    ap.description = ("Generate text with thoughts: a fixed Quiet-STaR thought before every token, or (--adaptive) a learned "
+                      "per-token budget at price --lam.")
+    ap.add_argument("--adaptive", action="store_true", help="think only where the trained budget policy says (--model: a budget-model folder)")
     ap.add_argument("--lam", type=float, default=0.01, help="adaptive: price per thought token in nats per look-ahead token (higher: fewer thoughts)")
     ap.add_argument("--decision", default="greedy", choices=["greedy", "sample"], help="adaptive: how budgets are picked")
-    ap.add_argument("--max-new-tokens", type=int, default=40)
-    ap.add_argument("--temperature", type=float, default=0.0, help="text sampling temperature (0: greedy)")
-    ap.add_argument("--thought-temperature", type=float, default=1.0)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--show-thoughts", action="store_true", help="print each token's thought (and budget)")
-    ap.add_argument("--compare", action="store_true", help="fixed mode: also time plain generation")
     ap.add_argument("--html", default="", help="adaptive: also write the overlay page (entropy shading, budgets, thoughts) to this file")
     a = ap.parse_args(argv)
     def _main():

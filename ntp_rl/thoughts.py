@@ -24,7 +24,7 @@ __all__ = ['THOUGHT_ATTN', 'START_THOUGHT', 'END_THOUGHT', 'CHUNK_LOGITS', 'THOU
            'MixingHead', 'new_mixing_head', 'Thoughts', 'sample_thought_tokens', 'sample_thoughts', 'thought_forward',
            'reference_thoughts', 'Thinker', 'make_thinker', 'is_thinking_model', 'save_thinking_model',
            'load_thinking_model', 'Generation', 'generate_plain', 'generate_with_thoughts', 'thoughts_html', 'think',
-           'think_cli']
+           'think_parser', 'think_cli']
 
 # %% ../nbs/04_thoughts.ipynb #98f482bd
 @dataclass
@@ -690,8 +690,8 @@ def think(model:str="smollm2-135m", # built-in name, model folder, or a folder w
               f"{p.tokens_per_s / gen.tokens_per_s:.1f}x slower per token", file=sys.stderr)
     return gen
 
-def think_cli(argv=None):
-    "Console entry point `ntp_rl_think`."
+def think_parser() -> argparse.ArgumentParser:
+    "The arguments of `ntp_rl_think` in fixed-thought mode (06_budget adds --adaptive and its options to the same parser)."
     ap = argparse.ArgumentParser(prog="ntp_rl_think", description="Generate text with a Quiet-STaR thought before every token.")
     ap.add_argument("--model", default="smollm2-135m", help="built-in name (smollm2-135m, tiny-llama, tiny-gpt2), model folder, or thinking-model folder")
     ap.add_argument("--prompt", default="The capital of France is")
@@ -704,6 +704,10 @@ def think_cli(argv=None):
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--show-thoughts", action="store_true", help="print each token's thought")
     ap.add_argument("--compare", action="store_true", help="also time plain generation")
-    a = ap.parse_args(argv)
+    return ap
+
+def think_cli(argv=None):
+    "Fixed-thought generation from the command line (the installed `ntp_rl_think` is 06_budget's, which adds --adaptive)."
+    a = think_parser().parse_args(argv)
     run_cli(think, a.model, a.prompt, a.thought_len, a.max_new_tokens, a.temperature, a.thought_temperature, a.seed,
             a.device, a.dtype, a.show_thoughts, a.compare)
