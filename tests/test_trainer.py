@@ -88,3 +88,9 @@ def test_bad_configs_give_one_line_errors(tmp_path):
                       (["max_step=3"], "unknown TrainConfig fields")]:
         r = subprocess.run(train_cmd(tmp_path/"x", *args), capture_output=True, text=True, cwd=ROOT, timeout=120)
         assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+def test_bf16_mixed_precision_on_cpu(tmp_path):
+    "bf16 autocast where supported (CPUs emulate it): a short run stays finite."
+    run(train_cmd(tmp_path/"bf", "max_steps=2", "mixed_precision=bf16"))
+    import math
+    assert all(math.isfinite(v) for v in losses(tmp_path/"bf").values()) and sorted(losses(tmp_path/"bf")) == [1, 2]
