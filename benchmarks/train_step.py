@@ -57,7 +57,7 @@ def measure(a, objective:str, T:int) -> dict:
 def isolated(a, objective:str, T:int) -> dict:
     "On a CPU, measure in a fresh process so peak RSS belongs to this step alone."
     if pick_device(a.device).type == "cuda": return measure(a, objective, T)
-    cmd = [sys.executable, __file__, "--child", objective, str(T)] + [f"--{k}={v}" for k, v in vars(a).items() if k not in ("child",)]
+    cmd = [sys.executable, __file__, "--child", objective, str(T)] + [f"--{k}={v}" for k, v in vars(a).items() if k not in ("child", "no_save")]
     r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1")))
     if r.returncode != 0: raise SystemExit(r.stderr[-3000:])
     return json.loads(r.stdout.strip().splitlines()[-1])
