@@ -9,18 +9,12 @@ from ntp_rl.thoughts import *
 from ntp_rl.budget import *
 from ntp_rl.trainer import TrainConfig, Trainer, checkpoints, read_metrics, register_objective
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = "from ntp_rl.trainer import train_cli; train_cli()\n"
+from trainutil import ROOT, SCRIPT, run, losses, launch_two
 BG = ["objective=budget", "objective_args.budgets=[0,2,4]", "objective_args.lookaheads=[1,2]", "objective_args.n_positions=6",
       "model.name_or_path=tiny-llama", "model.device=cpu", "data.corpus=verne", "data.window=20", "data.batch_size=2",
       "lr=1e-3", "objective_lr=1e-2", "warmup_steps=0"]
 
-def run(cmd, env=None):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return r
 
-def losses(out): return {r["step"]: r["loss"] for r in read_metrics(out) if "loss" in r}
 
 class TokenCounter:
     "Counts the tokens fed through a model's base forward (a forward pre-hook; nothing in the model changes)."
@@ -178,10 +172,7 @@ def test_budget_resume_is_exact(tmp_path):
     assert html.count('class="tok') == 4 and "<script" not in html  # one span per generated token, no script
 
 def test_budget_two_processes(tmp_path):
-    script = tmp_path/"train.py"; script.write_text(SCRIPT)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", str(script), *BG, "max_steps=2", f"out_dir={tmp_path/'two'}"], env=env)
+    launch_two(tmp_path, *BG, "max_steps=2", f"out_dir={tmp_path/'two'}")
     assert sorted(losses(tmp_path/"two")) == [1, 2]
     model = checkpoints(tmp_path/"two")[-1]/"model"
     assert (model/"budget_policy.safetensors").exists() and (model/"mixing_head.safetensors").exists()

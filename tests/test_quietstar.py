@@ -4,18 +4,12 @@ from pathlib import Path
 import pytest
 from ntp_rl.trainer import checkpoints, read_metrics
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = "from ntp_rl.trainer import train_cli; train_cli()\n"
+from trainutil import ROOT, SCRIPT, run, losses, launch_two
 QS = ["objective=quietstar", "objective_args.thought_len=4", "objective_args.n_ahead=2", "objective_args.n_thoughts=2",
       "objective_args.n_positions=6", "model.name_or_path=tiny-llama", "model.device=cpu", "data.corpus=verne",
       "data.window=24", "data.batch_size=2", "lr=1e-3", "warmup_steps=0"]
 
-def run(cmd, env=None):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return r
 
-def losses(out): return {r["step"]: r["loss"] for r in read_metrics(out) if "loss" in r}
 
 def test_quietstar_resume_is_exact(tmp_path):
     a, b = tmp_path/"a", tmp_path/"b"
@@ -31,10 +25,7 @@ def test_quietstar_resume_is_exact(tmp_path):
         assert k in rows[-1], k
 
 def test_quietstar_two_processes(tmp_path):
-    script = tmp_path/"train.py"; script.write_text(SCRIPT)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", str(script), *QS, "max_steps=2", f"out_dir={tmp_path/'two'}"], env=env)
+    launch_two(tmp_path, *QS, "max_steps=2", f"out_dir={tmp_path/'two'}")
     assert sorted(losses(tmp_path/"two")) == [1, 2]
     assert (checkpoints(tmp_path/"two")[-1]/"model"/"mixing_head.safetensors").exists()
 

@@ -6,19 +6,13 @@ import pytest
 import torch
 from ntp_rl.trainer import checkpoints, read_metrics
 
-ROOT = Path(__file__).resolve().parents[1]
+from trainutil import ROOT, SCRIPT, run, losses, launch_two
 BASE = ["model.name_or_path=tiny-llama", "model.device=cpu", "data.corpus=verne", "data.window=32",
         "data.batch_size=4", "lr=1e-3", "warmup_steps=0", "schedule=cosine"]
-SCRIPT = "from ntp_rl.trainer import train_cli; train_cli()\n"
 
 def train_cmd(out, *extra): return [sys.executable, "-c", SCRIPT, *BASE, f"out_dir={out}", *extra]
 
-def run(cmd, timeout=600, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, **kw)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return r
 
-def losses(out): return {r["step"]: r["loss"] for r in read_metrics(out) if "loss" in r}
 
 def test_sigkill_then_resume_gives_identical_losses(tmp_path):
     ref, cut = tmp_path/"ref", tmp_path/"cut"
@@ -57,13 +51,8 @@ def test_kill_during_save_never_leaves_half_written_checkpoint(tmp_path):
 def test_two_processes_match_one_process_on_doubled_batch(tmp_path):
     one, two = tmp_path/"one", tmp_path/"two"
     common = [x for x in BASE if not x.startswith("data.batch_size")] + ["max_steps=3", "save_every=3"]
-    script = tmp_path/"train.py"; script.write_text(SCRIPT)
-    run([sys.executable, str(script), *common, "data.batch_size=4", f"out_dir={one}"])
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    # accelerate 1.15: `--cpu --num_processes 2` starts ONE process unless given an MPI hostfile; `--multi_gpu` on a
-    # machine without CUDA starts 2 gloo processes through torchrun, and the Trainer runs them on the CPU.
-    run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", str(script), *common, "data.batch_size=2", f"out_dir={two}"], env=env)
+    run([sys.executable, "-c", SCRIPT, *common, "data.batch_size=4", f"out_dir={one}"])
+    launch_two(tmp_path, *common, "data.batch_size=2", f"out_dir={two}")
     a, b = losses(one), losses(two)
     assert sorted(a) == sorted(b) == [1, 2, 3]
     for s in a: assert abs(a[s] - b[s]) < 1e-4 * max(1, abs(a[s])), (s, a[s], b[s])
