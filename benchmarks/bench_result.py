@@ -28,3 +28,14 @@ def write_result(name: str, results: list[dict], ratios: dict | None = None, des
     f.write_text(json.dumps(rec, indent=2) + "\n")
     print(f"wrote {f}")
     return f
+
+
+def flat_rows(res: dict, prefix: str = "") -> list[dict]:
+    "A (nested) dict of numbers as table rows {metric, value}: for scripts whose results are one record."
+    rows = []
+    for k, v in res.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict): rows += flat_rows(v, key + ".")
+        elif isinstance(v, (int, float, str, bool)) or v is None: rows.append(dict(metric=key, value=v))
+        else: rows.append(dict(metric=key, value=str(v)))
+    return rows

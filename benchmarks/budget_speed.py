@@ -118,6 +118,11 @@ def main():
                   f"{g['tokens_per_s']:.1f} tok/s")
         if not inf["trained_policy"]: print("(untrained policy: it never thinks; pass --budget-model for a trained one)")
     print(json.dumps(res, default=str))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_result import write_result, flat_rows
+    write_result("budget_speed", flat_rows(json.loads(json.dumps(res, default=str))), title="Variable-budget thoughts: cost",
+                 description="Variable-budget step cost vs the fixed-budget step at the same maximum T, for mean budgets of "
+                             "10/25/50% of the maximum (goal within 1.2x of proportional); inference thought tokens per token.")
 
 if __name__ == "__main__":
     main()

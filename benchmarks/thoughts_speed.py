@@ -236,6 +236,11 @@ def main():
             print(f"  {n:9s} {t[n]*1e3:9.1f} ms, {mem[n]:7.0f} MB  -> (c) {t['dense'] / t[n]:.1f}x faster (goal >= 2x), "
                   f"{mem[n] / max(mem['dense'], 1e-9):.2f} of its memory (goal <= 0.25)")
     print(json.dumps({k: round(v, 4) for k, v in res.items()}))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_result import write_result, flat_rows
+    write_result("thoughts_speed", flat_rows({k: round(v, 4) for k, v in res.items()}), title="Parallel thoughts: speed and memory",
+                 description=f"{a.model} on {dev} ({a.dtype}), B={a.batch}, L={a.L}, T={a.T}, A={a.A}, K={a.K}: (a) parallel vs "
+                             "per-position loop, (b) parallel vs the ideal (T+A) forwards, (c) training step vs a dense original-style step.")
 
 
 if __name__ == "__main__":
