@@ -9,7 +9,7 @@ from ntp_rl.thoughts import *
 from ntp_rl.budget import *
 from ntp_rl.trainer import TrainConfig, Trainer, checkpoints, read_metrics, register_objective
 
-from trainutil import ROOT, SCRIPT, run, losses, launch_two
+from trainutil import ROOT, SCRIPT, run, losses, launch_two, assert_resume_exact
 BG = ["objective=budget", "objective_args.budgets=[0,2,4]", "objective_args.lookaheads=[1,2]", "objective_args.n_positions=6",
       "model.name_or_path=tiny-llama", "model.device=cpu", "data.corpus=verne", "data.window=20", "data.batch_size=2",
       "lr=1e-3", "objective_lr=1e-2", "warmup_steps=0"]
@@ -151,12 +151,7 @@ def test_price_steers_the_policy(tmp_path):
     assert abs(first - 1/3) < 0.05 and last > 0.9, (first, last)
 
 def test_budget_resume_is_exact(tmp_path):
-    a, b = tmp_path/"a", tmp_path/"b"
-    run([sys.executable, "-c", SCRIPT, *BG, "max_steps=4", "save_every=2", f"out_dir={a}"])
-    run([sys.executable, "-c", SCRIPT, *BG, "max_steps=2", "save_every=2", f"out_dir={b}"])
-    run([sys.executable, "-c", SCRIPT, *BG, "max_steps=4", "save_every=2", f"out_dir={b}", "resume=latest"])
-    la, lb = losses(a), losses(b)
-    assert [la[s] for s in (1, 2, 3, 4)] == [lb[s] for s in (1, 2, 3, 4)]
+    a = assert_resume_exact(tmp_path, BG)  # constant_with_warmup: max_steps does not change the lr
     rows = [r for r in read_metrics(a) if "loss" in r]
     for k in ("nll_base", "nll_mixed", "thought_pg", "policy_pg", "value_loss", "prior_kl", "policy_entropy", "is_weight", "p_zero",
               "reward_mean", "gain_mean", "frac_zero", "thought_tokens", "lookahead_mean", "lam_mean", "chain_tokens"):

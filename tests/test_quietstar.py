@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from ntp_rl.trainer import checkpoints, read_metrics
 
-from trainutil import ROOT, SCRIPT, run, losses, launch_two
+from trainutil import ROOT, SCRIPT, run, losses, launch_two, assert_resume_exact
 QS = ["objective=quietstar", "objective_args.thought_len=4", "objective_args.n_ahead=2", "objective_args.n_thoughts=2",
       "objective_args.n_positions=6", "model.name_or_path=tiny-llama", "model.device=cpu", "data.corpus=verne",
       "data.window=24", "data.batch_size=2", "lr=1e-3", "warmup_steps=0"]
@@ -12,13 +12,7 @@ QS = ["objective=quietstar", "objective_args.thought_len=4", "objective_args.n_a
 
 
 def test_quietstar_resume_is_exact(tmp_path):
-    a, b = tmp_path/"a", tmp_path/"b"
-    run([sys.executable, "-c", SCRIPT, *QS, "max_steps=4", "save_every=2", f"out_dir={a}"])
-    run([sys.executable, "-c", SCRIPT, *QS, "max_steps=2", "save_every=2", f"out_dir={b}"])
-    # same run continued to 4 steps (the schedule is cosine-free: constant_with_warmup, so max_steps does not change lr)
-    run([sys.executable, "-c", SCRIPT, *QS, "max_steps=4", "save_every=2", f"out_dir={b}", "resume=latest"])
-    la, lb = losses(a), losses(b)
-    assert [la[s] for s in (1, 2, 3, 4)] == [lb[s] for s in (1, 2, 3, 4)]
+    a = assert_resume_exact(tmp_path, QS)  # constant_with_warmup: max_steps does not change the lr
     rows = [r for r in read_metrics(a) if "loss" in r]
     for k in ("nll_base", "nll_mixed", "policy", "reward_mean", "reward_std", "advantage", "mix_weight", "thought_entropy",
               "tokens_per_s", "peak_mem_mb"):

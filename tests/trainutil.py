@@ -22,3 +22,13 @@ def launch_two(tmp_path, *args):
     script = tmp_path/"train.py"; script.write_text(SCRIPT)
     return run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                 "--mixed_precision", "no", "--dynamo_backend", "no", str(script), *args], env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+def assert_resume_exact(tmp_path, args) -> Path:
+    "4 steps straight vs 2 steps then resumed to 4 (checkpoint every 2): identical losses. Returns the straight run's folder."
+    a, b = tmp_path/"a", tmp_path/"b"
+    run([sys.executable, "-c", SCRIPT, *args, "max_steps=4", "save_every=2", f"out_dir={a}"])
+    run([sys.executable, "-c", SCRIPT, *args, "max_steps=2", "save_every=2", f"out_dir={b}"])
+    run([sys.executable, "-c", SCRIPT, *args, "max_steps=4", "save_every=2", f"out_dir={b}", "resume=latest"])
+    la, lb = losses(a), losses(b)
+    assert [la[s] for s in (1, 2, 3, 4)] == [lb[s] for s in (1, 2, 3, 4)]
+    return a
