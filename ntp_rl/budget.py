@@ -17,7 +17,7 @@ from .thoughts import *
 from .thoughts import (_text_pass, _chain_forward, _lookahead_targets, _score_lookahead, _logits, _sample,
                              _pick_logprob, _rowwise, _chunk_rows, _unflatten, _decode_one, _pick)
 from .quietstar import advantages, masked_mean, scale_rows_grad
-from .trainer import Objective
+from .objective import Objective
 
 # %% auto #0
 __all__ = ['BUDGET_PRIORS', 'LAMBDA_SAMPLING', 'BUDGET_FILE', 'POLICY_FILE', 'ENTROPY_BUCKETS', 'BudgetConfig', 'PolicyOut',
@@ -417,7 +417,7 @@ class BudgetObjective(Objective):
         "Per-look-ahead-token gain of each thought of a group, (B, K, Pg), detached: the reward before the price."
         th = g.thoughts
         return normalized_gain(th.mixed_logprobs.detach(), th.base_logprobs.detach(), th.valid, lookaheads)
-    def loss(self, lm, batch, rollout, scores):
+    def loss(self, lm, batch, rollout):
         ids, am = batch["input_ids"], batch["attention_mask"]
         c, dec, real, vt0 = self.cfg, rollout["dec"], rollout["real"], rollout["vt"]
         vt = replay_variable_thoughts(lm, ids, am, vt0, c, self.marks, self.head)

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 from .core import *
 from .thoughts import *
-from .trainer import Objective
+from .objective import Objective
 
 # %% auto #0
 __all__ = ['QuietStarConfig', 'lookahead_reward', 'advantages', 'masked_mean', 'quietstar_loss', 'scale_rows_grad',
@@ -116,7 +116,7 @@ class QuietStarObjective(Objective):
         pos = self._positions(batch)
         th = sample_thoughts(lm, batch["input_ids"], batch["attention_mask"], self.tcfg, self.marks, self.head, positions=pos)
         return dict(tokens=th.tokens, positions=th.positions)
-    def loss(self, lm, batch, rollout, scores):
+    def loss(self, lm, batch, rollout):
         th = thought_forward(lm, batch["input_ids"], batch["attention_mask"], rollout["tokens"], self.tcfg, self.marks,
                              self.head, positions=rollout["positions"])
         return quietstar_loss(th, self.cfg)
@@ -216,6 +216,6 @@ class DistillObjective(Objective):
         dev = batch["input_ids"].device
         if th.model.device != dev: th.model.to(dev); th.head.to(dev)
         return dict(teacher=teacher_mixed_logprobs(th, batch["input_ids"], batch["attention_mask"], self.cfg.teacher_temperature))
-    def loss(self, lm, batch, rollout, scores):
+    def loss(self, lm, batch, rollout):
         logits = lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, L, V)
         return distill_loss(logits, rollout["teacher"], batch["input_ids"], batch["attention_mask"], self.cfg, self.marks.ids)

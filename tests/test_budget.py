@@ -7,7 +7,8 @@ import torch
 from ntp_rl.core import *
 from ntp_rl.thoughts import *
 from ntp_rl.budget import *
-from ntp_rl.trainer import TrainConfig, Trainer, checkpoints, read_metrics, register_objective
+from ntp_rl.trainer import TrainConfig, Trainer, checkpoints, read_metrics
+from ntp_rl.objective import register_objective
 
 from trainutil import ROOT, SCRIPT, run, losses, launch_two, assert_resume_exact
 BG = ["objective=budget", "objective_args.budgets=[0,2,4]", "objective_args.lookaheads=[1,2]", "objective_args.n_positions=6",
