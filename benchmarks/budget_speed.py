@@ -72,7 +72,7 @@ def inference(a) -> dict:
     gens = {}
     fixed = generate_with_thoughts(th.model, tok, a.prompt, ThoughtConfig(thought_len=T), a.new_tokens, head=th.head)
     gens[f"fixed_T{T}"] = dict(thought_tokens_per_token=float(T), ttft_ms=fixed.ttft_s * 1e3, tokens_per_s=fixed.tokens_per_s)
-    plain = generate_plain(th.model, tok, a.prompt, a.new_tokens, marks=th.marks)
+    plain = generate_plain(th.model, tok, a.prompt, a.new_tokens)
     gens["plain"] = dict(thought_tokens_per_token=0.0, ttft_ms=plain.ttft_s * 1e3, tokens_per_s=plain.tokens_per_s)
     for lam in a.lams:
         g = generate_adaptive(th.model, tok, a.prompt, pol, lam, a.new_tokens, th.head)

@@ -16,19 +16,30 @@ from .core import *
 from .data import *
 
 # %% auto #0
-__all__ = ['LN2', 'SCHEMA', 'COLUMNS', 'TOKEN_CLASSES', 'PLOTS', 'next_token_stats', 'TokenText', 'token_text', 'doc_windows',
-           'batch_stats', 'rows_table', 'write_atomically', 'windows_hash', 'shard_path', 'compute_entropies',
-           'load_entropies', 'window_table', 'load_vocab', 'run_info', 'token_class', 'entropy_summary', 'top_contexts',
-           'plot_entropy', 'save_plots', 'EntropyConfig', 'run_entropy', 'entropy_cli']
+__all__ = ['LN2', 'SCHEMA', 'COLUMNS', 'TOKEN_CLASSES', 'PLOTS', 'logits_entropy', 'next_token_stats', 'TokenText', 'token_text',
+           'doc_windows', 'batch_stats', 'rows_table', 'write_atomically', 'windows_hash', 'shard_path',
+           'compute_entropies', 'load_entropies', 'window_table', 'load_vocab', 'run_info', 'token_class',
+           'entropy_summary', 'top_contexts', 'plot_entropy', 'save_plots', 'EntropyConfig', 'run_entropy',
+           'entropy_cli']
 
 # %% ../nbs/02_entropy.ipynb #47037520
 LN2 = math.log(2)
+
+def logits_entropy(logits:torch.Tensor, # (..., V) logits, any float dtype; -inf marks a token that cannot occur
+                   p:torch.Tensor|None=None, # softmax(logits) in fp32, if the caller has it already
+                   lse:torch.Tensor|None=None, # (...,) logsumexp(logits) in fp32, if the caller has it already
+                  ) -> torch.Tensor: # (...,) nats, fp32
+    "Entropy of softmax(logits) in fp32: H = log Z − Σ p·logit; a token at −∞ has p = 0 and adds nothing."
+    lf = logits.float()
+    if p is None: p = torch.softmax(lf, -1)
+    if lse is None: lse = torch.logsumexp(lf, -1)
+    return lse - torch.nansum(p * lf, -1)  # nansum: 0·(−∞) is nan, and exactly those terms are 0
 
 @torch.no_grad()
 def next_token_stats(logits:torch.Tensor, # (N, V) next-token logits, any float dtype
                      targets:torch.Tensor, # (N,) the token that actually came
                      top_k:int=5, # how many alternatives to keep
-                     chunk:int=1024, # rows per step: bounds the fp32 temporaries to chunk * V floats
+                     chunk:int=1024, # rows per step: bounds the fp32 temporaries to a few chunk * V floats
                     ) -> dict[str, torch.Tensor]:
     "Entropy (nats), surprisal (nats), 1-based rank of the target and top-k ids/probabilities, all computed in fp32."
     out = dict(entropy=[], surprisal=[], rank=[], topk_ids=[], topk_probs=[])
@@ -38,11 +49,12 @@ def next_token_stats(logits:torch.Tensor, # (N, V) next-token logits, any float 
         tp, ti = p.topk(min(top_k, lf.shape[-1]), -1)  # (n, k)
         lse = lf.gather(-1, ti[:, :1]).squeeze(-1) - tp[:, 0].log()  # log Σ exp: exact, since p_top1 >= 1/V
         lt = lf.gather(-1, t)  # (n, 1) target logit
-        out["entropy"].append(lse - (p[:, None, :] @ lf[:, :, None]).view(-1))  # H = lse - Σ p·logit
+        out["entropy"].append(logits_entropy(lf, p, lse))
         out["surprisal"].append(lse - lt.squeeze(-1))
         out["rank"].append((lf > lt).sum(-1, dtype=torch.int32) + 1)
         out["topk_ids"].append(ti.int()); out["topk_probs"].append(tp)
     return {k: torch.cat(v) for k, v in out.items()}
+
 
 # %% ../nbs/02_entropy.ipynb #63600070
 class TokenText:

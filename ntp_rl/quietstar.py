@@ -167,11 +167,9 @@ def teacher_mixed_logprobs(th:Thinker, input_ids:torch.Tensor, attention_mask:to
     "The teacher's full-vocabulary mixed next-token log-probs at every position, (B, L, V'), thought markers excluded."
     cfg = ThoughtConfig(thought_len=th.cfg.thought_len, n_ahead=1, n_thoughts=1, temperature=temperature)
     t = sample_thoughts(th.model, input_ids, attention_mask, cfg, th.marks, th.head)
-    lm_head = th.model.get_output_embeddings()
-    lb = lm_head(t.base_hidden).float()  # (B, L, V)
-    lt = lm_head(t.post_hidden[:, 0, :, 0]).float()  # (B, L, V): after END
-    w = t.mix_weights[:, 0, :, 0, None].float()  # (B, L, 1)
-    mixed = lb + w * (lt - lb)
+    lb = lm_logits(th.model, t.base_hidden)  # (B, L, V)
+    lt = lm_logits(th.model, t.post_hidden[:, 0, :, 0])  # (B, L, V): after END
+    mixed = mix_logits(lb, lt, t.mix_weights[:, 0, :, 0])  # 04's mixing rule, w (B, L)
     mixed[..., th.marks.ids] = float("-inf")
     return torch.log_softmax(mixed, -1)
 
