@@ -31,9 +31,12 @@ def logits_entropy(logits:torch.Tensor, # (..., V) logits, any float dtype; -inf
                   ) -> torch.Tensor: # (...,) nats, fp32
     "Entropy of softmax(logits) in fp32: H = log Z − Σ p·logit; a token at −∞ has p = 0 and adds nothing."
     lf = logits.float()
+    if p is None and lse is None:  # alone: −Σ p·log p from one log-softmax (the fewest passes over V)
+        lp = torch.log_softmax(lf, -1)
+        return -torch.nansum(lp.exp() * lp, -1)  # nansum: 0·(−∞) is nan, and exactly those terms are 0
     if p is None: p = torch.softmax(lf, -1)
     if lse is None: lse = torch.logsumexp(lf, -1)
-    return lse - torch.nansum(p * lf, -1)  # nansum: 0·(−∞) is nan, and exactly those terms are 0
+    return lse - torch.nansum(p * lf, -1)
 
 @torch.no_grad()
 def next_token_stats(logits:torch.Tensor, # (N, V) next-token logits, any float dtype

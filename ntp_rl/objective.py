@@ -30,6 +30,9 @@ class Objective(nn.Module):
     def loss(self, lm, batch:dict, rollout:dict) -> tuple[torch.Tensor, dict]:
         "The differentiable part: the scalar loss and a dict of its parts (tensors or floats)."
         raise NotImplementedError
+    def param_groups(self, lr:float, objective_lr:float) -> list[dict]:
+        "Optimiser groups of the objective's own parameters (each in exactly one); default: all at `objective_lr`."
+        return [dict(params=[p for p in self.parameters() if p.requires_grad], lr=objective_lr)]
     def metrics(self, parts:dict) -> dict:
         "Numbers to log (floats); default: the loss parts."
         return {k: float(v) for k, v in parts.items()}

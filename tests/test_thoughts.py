@@ -18,8 +18,8 @@ def _setup(arch="llama", attn="sdpa", K=2, T=4, A=3, gate=0.7):
     model, tok = tiny_model(arch, attn_implementation=attn)
     cfg = ThoughtConfig(thought_len=T, n_ahead=A, n_thoughts=K)
     th = make_thinker(model, tok, cfg)
-    with torch.no_grad():  # a head that actually mixes (w in (0, 1))
-        th.head.gate.fill_(gate)
+    with torch.no_grad():  # a head that actually mixes (w ≈ gate, varying by position)
+        th.head.mlp[2].bias.add_(4.0 + gate); th.head.mlp[2].weight.mul_(2.0)
     enc = tok(TEXTS, return_tensors="pt", padding=True)
     assert enc.attention_mask.sum(1).unique().numel() == 3  # three different lengths: right padding is exercised
     return th, enc
@@ -130,7 +130,7 @@ def test_other_llama_family_models(family):
     seed_everything(0)
     model = transformers.AutoModelForCausalLM.from_config(cfg).eval()
     th = make_thinker(model, tok, ThoughtConfig(thought_len=4, n_ahead=2, n_thoughts=1))
-    with torch.no_grad(): th.head.gate.fill_(0.5)
+    with torch.no_grad(): th.head.mlp[2].bias.add_(4.0 + 0.5); th.head.mlp[2].weight.mul_(2.0)
     enc = tok(TEXTS, return_tensors="pt", padding=True)
     par = sample_thoughts(th.model, enc.input_ids, enc.attention_mask, th.cfg, th.marks, th.head)
     ref = reference_thoughts(th.model, enc.input_ids, enc.attention_mask, par.tokens, th.cfg, th.marks, th.head)
@@ -213,7 +213,7 @@ def test_inference_matches_training_semantics(arch):
     model, tok = tiny_model(arch)
     cfg = ThoughtConfig(thought_len=4, n_ahead=1, temperature=0.0)
     th = make_thinker(model, tok, cfg)
-    with torch.no_grad(): th.head.gate.fill_(1.0)
+    with torch.no_grad(): th.head.mlp[2].bias.add_(4.0 + 1.0); th.head.mlp[2].weight.mul_(2.0)
     prompt = "Once upon a time"
     gen = generate_with_thoughts(model, tok, prompt, cfg, max_new_tokens=5, head=th.head)
     plain = generate_plain(model, tok, prompt, max_new_tokens=5)
@@ -249,13 +249,12 @@ class TokenCounter:
 
 
 def _mixing(model, seed=0):
-    "A mixing head whose weight is well inside (0, 1): every parameter randomised (and a gate, if the head has one, opened)."
+    "A mixing head that mixes (w != 0, varying by position): every parameter moved away from its initialisation."
     head = new_mixing_head(model)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for n, p in head.named_parameters():
-            if n == "gate": p.fill_(0.8)
-            else: p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+        for p in head.parameters(): p.add_(torch.randn(p.shape, generator=g) * 0.3)
+        head.mlp[2].bias.add_(4.0)  # w ≈ 0.5 rather than near the offset's 0
     return head
 
 
@@ -289,7 +288,7 @@ def test_horizon_serves_exactly_a_tokens(arch, T, a):
         for t in range(min(a, n - d)):  # the t-th token the thought serves
             j = d + t
             w = par.mix_weights[0, 0, p, t]
-            assert abs(float(w) - gen.weights[j]) < 1e-5 and 0 < gen.weights[j] < 1
+            assert abs(float(w) - gen.weights[j]) < 1e-5 and gen.weights[j] != 0
             with torch.no_grad():
                 mixed = mix_logits(lm_head(par.base_hidden[0, n0 - 1 + j]).float(), lm_head(par.post_hidden[0, 0, p, t]).float(), w)
             mixed[th.marks.ids] = float("-inf")
@@ -305,7 +304,7 @@ def test_thought_is_gone_after_its_horizon():
     once = lambda pt: (5, a) if pt.step == 0 else NO_THOUGHTS
     gen = generate_with_thoughts(model, tok, prompt, ThoughtConfig(thought_len=5, n_ahead=a), 8, head=head, decide=once)
     assert gen.budgets == [5] + [0] * 7 and gen.horizons == [a] + [0] * 7 and gen.served_by == [0] * a + [-1] * (8 - a)
-    assert all(w > 0 for w in gen.weights[:a]) and gen.weights[a:] == [0.0] * (8 - a)
+    assert all(w != 0 for w in gen.weights[:a]) and gen.weights[a:] == [0.0] * (8 - a)
     rest = generate_plain(model, tok, prompt + tok.decode(gen.token_ids[:a]), 8 - a)
     assert tok.decode(gen.token_ids[a:]) == rest.text
 
@@ -325,7 +324,7 @@ def test_decide_zero_everywhere_is_plain_generation(arch):
     assert gen.budgets == [0] * 6 and gen.served_by == [-1] * 6 and gen.weights == [0.0] * 6 and gen.thought_tokens_per_token == 0
     ids = torch.tensor([tok(prompt, add_special_tokens=False).input_ids + gen.token_ids])
     with torch.no_grad():
-        h = model.base_model(input_ids=ids).last_hidden_state[0]
+        h = transformer_body(model)(input_ids=ids).last_hidden_state[0]
         logits = model.get_output_embeddings()(h).float()
     logits[:, th.marks.ids] = float("-inf")
     n0 = ids.shape[1] - 6
@@ -413,7 +412,7 @@ def test_smollm2_exact_on_a_few_positions():
     model, tok = load_model("smollm2-135m", device="cpu")
     cfg = ThoughtConfig(thought_len=4, n_ahead=2, n_thoughts=1)
     th = make_thinker(model, tok, cfg)
-    with torch.no_grad(): th.head.gate.fill_(0.5)
+    with torch.no_grad(): th.head.mlp[2].bias.add_(4.0 + 0.5); th.head.mlp[2].weight.mul_(2.0)
     enc = tok(TEXTS[:2], return_tensors="pt", padding=True)
     pos = torch.tensor([0, 3, 6])
     par = sample_thoughts(model, enc.input_ids, enc.attention_mask, cfg, th.marks, th.head, positions=pos)
