@@ -1,21 +1,21 @@
 """Cost of a variable-budget training step vs a fixed-budget step at the same maximum T, and inference thought tokens per
 emitted token vs fixed Quiet-STaR with the NLL each reaches, measured side by side (issue 6).
 
-Training: the real `BudgetObjective` step (rollout + replay, forward and backward), its policy forced to think at a rate
-f with the maximum budget (mean budget f·T_max) and at rate 1 (fixed budget everywhere: what Quiet-STaR at T_max costs
-through the same code). The proportional cost is the fixed step's time × the ratio of ideal token-forwards
+Training: the real `BudgetObjective` step (rollout + replay, forward and backward), training thoughts of the maximum
+budget at a share f of the positions (`n_positions` = f·(L−1), mean budget f·T_max) and at every position (what
+Quiet-STaR at T_max costs through the same code). The proportional cost is the fixed step's time × the ratio of ideal token-forwards
 (text passes + Σ over thinking positions of K·(T + A − 1) replay and K·(T − 2) sampling tokens); goal: measured ratio
 within 1.2× of it.
 
 Generation, side by side (interleaved repeats, medians): plain generation (04's loop with the constant decision "no
-thought") against adaptive generation whose policy chooses budget 0 everywhere (the policy's full decision runs at
-every token: base entropy, policy MLP, argmax; goal: >= 0.95x the tokens/s of plain, i.e. the decision costs almost
-nothing), and a decide function that returns 0 without looking (the loop's own overhead). Fixed thoughts (T_max before
+thought") against adaptive generation whose value estimates choose budget 0 everywhere (the full decision runs at every
+token: the estimator's layer norm and two matrix-vector products, the best net rate; goal: >= 0.95x the tokens/s of
+plain, i.e. the decision costs almost nothing), and a decide function that returns 0 without looking (the loop's own overhead). Fixed thoughts (T_max before
 every token) and thoughts with a horizon of 4 are timed beside them.
 
 Inference quality: on validation windows, next-token and look-ahead NLL and thought tokens per position for no
-thoughts, fixed T_max everywhere, and the policy at several prices (a trained `--budget-model`, else an untrained
-policy, which never thinks).
+thoughts, fixed T_max everywhere, and the value estimates at several prices (a trained `--budget-model`, else
+untrained estimates, which never think).
 
     python benchmarks/budget_speed.py                                   # tiny Llama, CPU (about a minute)
     python benchmarks/budget_speed.py --model smollm2-135m --device cuda --dtype bfloat16 --batch 8 --L 256
@@ -35,14 +35,13 @@ def sync(dev):
     if dev.type == "cuda": torch.cuda.synchronize()
 
 def step_cost(a, rate:float) -> dict:
-    "Median seconds of one BudgetObjective step whose policy thinks (budget T_max) at `rate` of the positions, else 0."
+    "Median seconds of one BudgetObjective step that trains thoughts of T_max at `rate` of the positions (n_positions = rate·(L-1))."
     seed_everything(0)
     lm, tok = load_model(a.model, dtype=a.dtype, device=a.device)
-    cfg = BudgetConfig(budgets=(0, a.T), lookaheads=(a.A,), n_thoughts=a.K, explore=0.0)
+    n = max(1, round(rate * (a.L - 1)))
+    cfg = BudgetConfig(budgets=(0, a.T), lookaheads=(a.A,), n_thoughts=a.K, n_positions=0 if n >= a.L - 1 else n)
     obj = BudgetObjective(cfg, tok)
     lm = obj.prepare_model(lm.train()).to(lm.device); obj.to(lm.device)
-    with torch.no_grad():  # force the rate: budget logits log(1-rate), log(rate)
-        obj.policy.budget_head.bias.copy_(torch.log(torch.tensor([max(1 - rate, 1e-9), max(rate, 1e-9)])))
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(3, len(tok) - 2, (a.batch, a.L), generator=g).to(lm.device)
     batch = dict(input_ids=ids, attention_mask=torch.ones_like(ids))
@@ -53,9 +52,9 @@ def step_cost(a, rate:float) -> dict:
         out = obj(lm, batch); out["loss"].backward()
         for p in params: p.grad = None
         sync(dev)
-        if i: ts.append(time.perf_counter() - t); toks.append(out["metrics"]["chain_tokens"]); thinking.append(1 - out["metrics"]["frac_zero"])
+        if i: ts.append(time.perf_counter() - t); toks.append(out["metrics"]["chain_tokens"]); thinking.append(out["metrics"]["train_thought_tokens"] / a.T)
     B, L, K, T, A = a.batch, a.L, a.K, a.T, a.A
-    f = statistics.mean(thinking)
+    f = statistics.mean(thinking) * (n if n < L - 1 else L - 1) / (L - 1)  # share of the L-1 positions that think
     ideal = 2 * B * L + B * (L - 1) * f * K * ((T - 2) + (T + A - 1))  # two text passes + sampling + replay tokens
     return dict(seconds=statistics.median(ts), chain_tokens=statistics.mean(toks), ideal_tokens=ideal, think_rate=f,
                 mean_budget=f * T)
@@ -63,16 +62,16 @@ def step_cost(a, rate:float) -> dict:
 def inference(a) -> dict:
     if a.budget_model:
         at = load_budget_model(a.budget_model, dtype=a.dtype, device=a.device)
-        th, pol = at.thinker, at.policy
+        th, pol = at.thinker, at.values
     else:
         lm, tok = load_model(a.model, dtype=a.dtype, device=a.device)
         th = make_thinker(lm, tok, ThoughtConfig(thought_len=a.T))
-        pol = new_budget_policy(lm, BudgetConfig(budgets=(0, 2, 4, 8, a.T) if a.T > 8 else (0, 2, a.T)))
+        pol = new_budget_values(lm, BudgetConfig(budgets=(0, 2, 4, 8, a.T) if a.T > 8 else (0, 2, a.T)))
     tok, T = th.tok, max(pol.budgets)
     ws = load_windows(DataConfig(a.corpus, window=a.L, n_docs=a.n_docs), tok, max_context=model_context(th.model))["val"][:a.eval_windows]
     rows = {}
     arms = [("none", place_fixed(0), 0.0), (f"fixed_T{T}", place_fixed(T), 0.0)] + \
-           [(f"policy_lam{lam}", place_policy(pol), lam) for lam in a.lams]
+           [(f"values_lam{lam}", place_values(pol), lam) for lam in a.lams]
     for name, place, lam in arms:
         rows[name] = summarize_placement(evaluate_placement(th, ws, place, pol.budgets, n_ahead=a.A, lam=lam, batch_size=a.batch))
     gens = generation_speed(a, th, pol)
@@ -83,7 +82,7 @@ def generation_speed(a, th, pol) -> dict:
     import copy
     model, tok, T = th.model, th.tok, max(pol.budgets)
     zero_pol = copy.deepcopy(pol)
-    with torch.no_grad(): zero_pol.budget_head.bias[0] += 1e4  # the policy still runs in full; its answer is 0
+    with torch.no_grad(): zero_pol.out.bias.fill_(-1e4)  # the estimates still run in full; every thought is a loss
     arms = {
         "plain": lambda: generate_plain(model, tok, a.prompt, a.new_tokens),
         "adaptive_policy_zero": lambda: generate_adaptive(model, tok, a.prompt, zero_pol, a.lams[-1], a.new_tokens, th.head),
@@ -112,7 +111,7 @@ def main():
     ap.add_argument("--batch", type=int, default=2); ap.add_argument("--L", type=int, default=64)
     ap.add_argument("--T", type=int, default=16); ap.add_argument("--A", type=int, default=4); ap.add_argument("--K", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--rates", default="0.1,0.25,0.5", help="fractions of positions thinking at T (mean budget = rate·T)")
+    ap.add_argument("--rates", default="0.1,0.25,0.5", help="shares of positions training thoughts of T (mean budget = rate·T)")
     ap.add_argument("--lams", default="0.0,0.01,0.05", help="prices for the inference part")
     ap.add_argument("--corpus", default="verne"); ap.add_argument("--n-docs", type=int, default=50)
     ap.add_argument("--eval-windows", type=int, default=4); ap.add_argument("--new-tokens", type=int, default=48)
@@ -143,7 +142,7 @@ def main():
                   f"{g['tokens_per_s']:.1f} tok/s = {g['vs_plain']:.3f}x plain")
         print(f"adaptive generation, policy choosing 0 everywhere: {inf['generation']['adaptive_policy_zero']['vs_plain']:.3f}x "
               f"the tokens/s of plain generation (goal >= 0.95)")
-        if not inf["trained_policy"]: print("(untrained policy: it never thinks; pass --budget-model for a trained one)")
+        if not inf["trained_policy"]: print("(untrained estimates: they never think; pass --budget-model for trained ones)")
     print(json.dumps(res, default=str))
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_result import write_result, flat_rows
