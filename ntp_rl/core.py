@@ -81,10 +81,18 @@ def run_cli(fn, *args, **kwargs):
         print(f"error: {msg}", file=sys.stderr, flush=True)
         sys.exit(code)
 
+class _Help(argparse.HelpFormatter):
+    "Help lines end with `(default: ...)` where there is a default worth showing."
+    def _get_help_string(self, action):
+        h = action.help or ""
+        if action.option_strings and "%(default)" not in h and action.default not in (None, False, argparse.SUPPRESS):
+            h += " (default: %(default)s)"
+        return h
+
 class CliParser(argparse.ArgumentParser):
     "The parser of every console command: a usage error is one line and exit status 2, and `--debug` shows tracebacks."
     def __init__(self, prog:str, description:str, **kw):
-        super().__init__(prog=prog, description=description, **kw)
+        super().__init__(prog=prog, description=description, formatter_class=_Help, **kw)
         self.add_argument("--debug", action="store_true", help="show the traceback of an error (same as NTP_RL_DEBUG=1)")
     def error(self, message:str):
         print(f"error: {self.prog}: {_one_line(message)}; see {self.prog} --help", file=sys.stderr, flush=True)
@@ -264,9 +272,13 @@ def read_text(path:str|Path, # the file to read
                          f"`iconv -f latin1 -t utf-8 {p} > {p.stem}.utf8{p.suffix}`") from None
 
 class _Loader(yaml.SafeLoader):
-    "PyYAML's safe loader, reading `1e-4` as a float (YAML 1.2) instead of the string YAML 1.1 makes of it."
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-                              list("-+0123456789"))
+    "PyYAML's safe loader with YAML 1.2 numbers: `1e-4` is a float (YAML 1.1: a string), `04:00:00` a string (1.1: 14400)."
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_Loader.yaml_implicit_resolvers = {c: [(t, r) for t, r in rs if t not in (_INT, _FLOAT)]
+                                   for c, rs in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(_INT, re.compile(r"^[-+]?(?:0b[01_]+|0x[0-9a-fA-F_]+|0o?[0-7_]+|0|[1-9][0-9_]*)$"), list("-+0123456789"))
+_Loader.add_implicit_resolver(_FLOAT, re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""", re.X), list("-+.0123456789"))
 
 def yaml_value(text:str, source:str="value"):
     "`text` parsed as YAML with `1e-4` as a float; a syntax error names `source` and the line."
@@ -413,12 +425,11 @@ def load_model(name_or_path:str=DEFAULT_MODEL, # built-in name (smollm2-135m, ti
               ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     "Load a Hugging Face causal LM and its tokenizer, in eval mode on `device`. Fails fast and clearly when offline."
     check(isinstance(name_or_path, str) and bool(name_or_path), f"model={name_or_path!r}; give a model name, folder or hub id")
+    dev = pick_device(device)  # a device that is not there fails before any model is built
     if name_or_path in TINY_MODELS:
         model, tok = tiny_model(TINY_MODELS[name_or_path], attn_implementation=attn_implementation)
-        dev = pick_device(device)
         return model.to(dev, pick_dtype(dtype, dev)).eval(), tok
     ModelConfig(name_or_path, dtype if isinstance(dtype, str) else "float32", device, attn_implementation)
-    dev = pick_device(device)
     src = resolve_model(name_or_path)
     from transformers import AutoModelForCausalLM, AutoTokenizer
     _transformers()

@@ -215,12 +215,13 @@ def tokenize_docs(tok, docs:list[str]) -> list[list[int]]:
 def load_windows(cfg:DataConfig, # corpus, window length, split fractions, seed
                  tok, # the model's tokenizer
                  max_context:int|None=None, # the model's context length (see `model_context`); longer windows are refused
+                 docs:list[str]|None=None, # the corpus, if already read with `load_corpus` (None: read it here)
                 ) -> dict[str, Windows]:
     "The corpus of `cfg` as train/val/test `Windows`, deterministic for a given seed."
     if max_context is not None and cfg.window > max_context:
         raise NtpRlError(f"window={cfg.window} is longer than the model's context of {max_context} tokens; "
                          f"use a window of at most {max_context}")
-    docs = load_corpus(cfg.corpus, cfg.n_docs, cfg.seed, cfg.text_field)
+    if docs is None: docs = load_corpus(cfg.corpus, cfg.n_docs, cfg.seed, cfg.text_field)
     parts = split_docs(docs, cfg.val_frac, cfg.test_frac, cfg.seed)
     return {k: make_windows(tokenize_docs(tok, v), cfg.window, tok.pad_token_id, tok.eos_token_id, cfg.boundaries)
             for k, v in parts.items() if v}

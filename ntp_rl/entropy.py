@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_entropy.ipynb #6fb93f7e
 from __future__ import annotations
-import hashlib, json, math, os, re, sys, time, unicodedata
+import hashlib, json, math, os, re, shutil, sys, time, unicodedata
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
@@ -166,12 +166,19 @@ def compute_entropies(model, # a causal LM (eval mode, on its device)
                       progress:bool=True, # a tqdm bar in tokens/s
                      ) -> Path:
     "Score every position of `windows` and stream the rows to parquet shards in `out`; resumes where shards exist."
-    from tqdm.auto import tqdm
     check(top_k >= 1 and batch_size >= 1 and shard_windows >= 1, "top_k, batch_size and shard_windows must be positive")
     out = check_writable(out)
     if out.is_dir() and any(out.iterdir()) and not (out/"run.json").exists():
         raise NtpRlError(f"{out} holds other files and no run.json, so it is not an entropy folder; give a new or empty "
                          "folder as --out")
+    created = not out.exists()
+    try: return _compute(model, tok, windows, out, docs, top_k, batch_size, shard_windows, meta, progress)
+    except BaseException:  # a failure before the first shard (a full disk) leaves no folder behind; later ones resume
+        if created and out.is_dir() and not any(out.glob("shard-*.parquet")): shutil.rmtree(out, ignore_errors=True)
+        raise
+
+def _compute(model, tok, windows, out, docs, top_k, batch_size, shard_windows, meta, progress) -> Path:
+    from tqdm.auto import tqdm
     out.mkdir(parents=True, exist_ok=True)
     docs = torch.full_like(windows.input_ids, -1) if docs is None else docs
     n_shards = -(-len(windows) // shard_windows)

@@ -35,6 +35,7 @@ class QuietStarConfig:
     n_positions: int = 0 # think after this many random positions per window (0 = every position, as the original)
     mixing_hidden: int = 0 # width of the mixing head's hidden layer (0 = the model's hidden size, as the original)
     def __post_init__(self):
+        check_fields(self)
         self.thought_config()  # T >= 2, A >= 1, K >= 1, temperatures
         check(0 <= self.base_loss_weight <= 1, f"base_loss_weight={self.base_loss_weight}; use a value in [0, 1]")
         check(self.policy_weight >= 0, f"policy_weight={self.policy_weight}; use 0 (no REINFORCE) or a positive weight")
@@ -157,6 +158,7 @@ class DistillConfig:
     teacher_temperature: float = 0.0 # the teacher's thought sampling temperature (released: 0.001, i.e. near-greedy)
     logprob_temperature: float = 3.0 # temperature of the student's log π in the RL term
     def __post_init__(self):
+        check_fields(self)
         check(min(self.kl_weight, self.rl_weight, self.nll_weight) >= 0 and self.kl_weight + self.rl_weight + self.nll_weight > 0,
               "distill weights must be >= 0 and not all 0; set kl_weight, rl_weight or nll_weight")
         check(self.teacher == "" or Path(self.teacher).exists(), f"DistillConfig.teacher={self.teacher!r} does not exist; "

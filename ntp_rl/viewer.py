@@ -134,6 +134,8 @@ class EntropyRun:
     def __init__(self, folder:str|Path, # a folder written by ntp_rl_entropy
                  vmax:float|None=None, # colour scale (None: the run's 99th entropy percentile)
                 ):
+        check(vmax is None or (isinstance(vmax, (int, float)) and math.isfinite(vmax) and vmax > 0),
+              f"vmax={vmax}; give the entropy drawn darkest as a positive number (or leave it out)")
         self.folder = Path(folder)
         self.windows = window_table(self.folder)  # index: window id
         self.vocab, self.info = load_vocab(self.folder), run_info(self.folder)
@@ -222,10 +224,10 @@ class ViewerServer(ThreadingHTTPServer):
     "A threaded HTTP server for one `EntropyRun`; pages are rendered once and cached."
     daemon_threads = True
     request_queue_size = 256  # the default backlog of 5 drops bursts of concurrent connections
-    def __init__(self, run:EntropyRun, n:int=20, host:str="127.0.0.1", port:int=7860):
+    def __init__(self, run:EntropyRun, n:int=20, host:str="127.0.0.1", port:int=7860, idle_timeout:float=30):
         self.run, self.n, self._lock = run, n, threading.Lock()
         self._page = functools.lru_cache(maxsize=256)(run.page)
-        super().__init__((host, port), _Handler)
+        super().__init__((host, port), type("Handler", (_Handler,), dict(timeout=idle_timeout)))
     def handle_error(self, request, client_address):
         "A client that hangs up mid-answer is normal; anything else is one line, not a traceback per request."
         e = sys.exc_info()[1]
@@ -240,12 +242,13 @@ def serve(folder:str|Path, # entropy folder
           port:int=7860, # 0 picks a free port
           n:int=20, # examples per page
           vmax:float|None=None, # colour scale (None: 99th percentile)
+          idle_timeout:float=30, # seconds before an idle connection is closed
          ) -> ViewerServer:
     "Open `folder` and start serving its pages on a background thread; `.shutdown()` stops it."
     check(n >= 1, f"--n {n}; show at least one example per page")
     check(isinstance(port, int) and 0 <= port <= 65535, f"--port {port}; use a port from 1 to 65535 (0: any free port)")
     run = EntropyRun(folder, vmax)
-    try: srv = ViewerServer(run, n, host, port)
+    try: srv = ViewerServer(run, n, host, port, idle_timeout)
     except OSError as e: raise NtpRlError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port "
                                           f"or stop what is using it") from None
     threading.Thread(target=srv.serve_forever, daemon=True).start()

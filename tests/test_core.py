@@ -66,7 +66,7 @@ def test_killed_conversion_leaves_nothing_half_written(tmp_path):
 
 def test_prepare_cli_is_idempotent():
     for _ in range(2):
-        r = subprocess.run([sys.executable, "-c", "from ntp_rl.data import prepare_cli; prepare_cli()"],
+        r = subprocess.run([sys.executable, "-c", "from ntp_rl.cli import ntp_rl_prepare; ntp_rl_prepare()"],
                            capture_output=True, text=True, timeout=300, cwd=ROOT)
         assert r.returncode == 0 and "smollm2-135m:" in r.stdout, r.stderr[-1500:]
 
