@@ -507,6 +507,7 @@ class Trainer:
             final = self.evaluate() if main else {}
             if final: logs.write(self.step, final)
         except BaseException:
+            bar.leave = False  # the error line is all that stays on the terminal
             if main and not saved and not self.resume_from: self._remove_traces(fresh_dir)
             raise
         finally:
