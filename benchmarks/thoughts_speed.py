@@ -137,7 +137,7 @@ def setup(a):
     cfg = ThoughtConfig(thought_len=a.T, n_ahead=a.A, n_thoughts=a.K)
     th = make_thinker(model, tok, cfg)
     th.head.to(dev)
-    with torch.no_grad(): th.head.gate.fill_(0.5)
+    with torch.no_grad(): th.head.mlp[2].bias.add_(4.0 + 0.5); th.head.mlp[2].weight.mul_(2.0)
     V = model.get_input_embeddings().weight.shape[0]
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(3, min(V - 2, 30000), (a.batch, a.L), generator=g).to(dev)

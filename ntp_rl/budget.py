@@ -16,7 +16,7 @@ from .core import *
 from .thoughts import *
 from .thoughts import (_text_pass, _chain_forward, _lookahead_targets, _score_lookahead, _logits, _sample,
                              _pick_logprob, _rowwise, _chunk_rows, _unflatten, _decode_one, _pick)
-from .quietstar import advantages, masked_mean, scale_rows_grad
+from .quietstar import advantages, masked_mean, ADVANTAGES
 from .trainer import Objective
 
 # %% auto #0
@@ -44,7 +44,7 @@ class BudgetConfig:
     lam_unit: float = 0.01 # the policy sees λ / lam_unit (keeps the input feature O(1))
     n_thoughts: int = 2 # K thoughts per thinking position (K >= 2 gives Quiet-STaR's within-position baseline)
     temperature: float = 1.0 # thought sampling temperature
-    logprob_temperature: float = 3.0 # temperature of log π of thought tokens in REINFORCE (as Quiet-STaR)
+    logprob_temperature: float = 0.0 # temperature of log π of thought tokens in REINFORCE; 0 = the sampling temperature (released: 3)
     explore: float = 0.1 # ε: decisions are drawn from (1-ε)·π + ε·uniform, corrected by importance weights
     prior: str = "geometric" # prior of the KL regulariser on the budget distribution: geometric or uniform
     prior_p: float = 0.5 # geometric prior: mass of budget index k ∝ (1-p)^k (PonderNet's λ_p)
@@ -52,11 +52,12 @@ class BudgetConfig:
     policy_weight: float = 1.0 # weight of the budget/look-ahead REINFORCE term
     value_weight: float = 0.5 # weight of the baseline's squared error
     thought_weight: float = 1.0 # weight of the Quiet-STaR REINFORCE term on thought tokens
+    thought_nll_weight: float = 0.5 # look-ahead NLL of the thought-conditioned (unmixed) prediction, as 05's thought_weight
     base_loss_weight: float = 0.5 # weight of the base next-token NLL; the thinking positions' mixed NLL gets 1 - this
-    clamp_negative_advantage: bool = True # thought REINFORCE keeps only thoughts better than their siblings (Quiet-STaR)
+    advantage: str = "signed" # thought REINFORCE: "signed" leave-one-out advantages, or "positive" (released clamp; biased)
     policy_hidden: int = 64 # width of the policy's hidden layer
     n_positions: int = 0 # decision positions per window (0 = every position that has a next token)
-    embedding_grad_scale: float = 100.0 # gradient multiplier on the START/END embeddings (Quiet-STaR)
+    marker_lr_scale: float = 100.0 # START/END embeddings learn at lr × this (their own optimiser group, as 05)
     init_text: str = "---" # the markers start as the embedding of this text
     mixing_hidden: int = 0 # width of the mixing head's hidden layer (0 = the model's hidden size)
     def __post_init__(self):
@@ -78,12 +79,13 @@ class BudgetConfig:
         check(0 <= self.explore < 1, f"explore={self.explore}; use a value in [0, 1)")
         check(self.prior in BUDGET_PRIORS, f"prior={self.prior!r}; use one of: {', '.join(BUDGET_PRIORS)}")
         check(0 < self.prior_p < 1, f"prior_p={self.prior_p}; use a value in (0, 1)")
-        check(min(self.prior_weight, self.policy_weight, self.value_weight, self.thought_weight) >= 0,
-              "prior_weight, policy_weight, value_weight and thought_weight must be >= 0")
+        check(min(self.prior_weight, self.policy_weight, self.value_weight, self.thought_weight, self.thought_nll_weight) >= 0,
+              "prior_weight, policy_weight, value_weight, thought_weight and thought_nll_weight must be >= 0")
         check(0 <= self.base_loss_weight <= 1, f"base_loss_weight={self.base_loss_weight}; use a value in [0, 1]")
         check(self.policy_hidden >= 1 and self.n_positions >= 0 and self.mixing_hidden >= 0,
               "policy_hidden must be >= 1; n_positions and mixing_hidden >= 0")
-        check(self.embedding_grad_scale > 0, f"embedding_grad_scale={self.embedding_grad_scale}; use a positive scale (1 = none)")
+        check(self.marker_lr_scale > 0, f"marker_lr_scale={self.marker_lr_scale}; use a positive multiplier (1 = the LM's lr)")
+        check(self.advantage in ADVANTAGES, f"advantage={self.advantage!r}; use one of: {', '.join(ADVANTAGES)}")
         self.thought_config(self.budgets[-1], self.lookaheads[-1])  # K, temperatures, init_text
     @property
     def max_budget(self) -> int: return self.budgets[-1]
@@ -170,15 +172,15 @@ def draw_decisions(out:PolicyOut, budgets:tuple, lookaheads:tuple, explore:float
     return Decisions(bi, li, bv, lv, decision_logprob(out, bi, li, 0.0 if greedy else explore))
 
 # %% ../nbs/06_budget.ipynb #b01ddbaf
-def normalized_gain(mixed_logprobs:torch.Tensor, # (B, K, P, A) log p_mixed of the look-ahead targets per thought
+def normalized_gain(thought_logprobs:torch.Tensor, # (B, K, P, A) log p(target | ctx, thought), unmixed, per thought
                     base_logprobs:torch.Tensor, # (B, P, A) log p_base of the same targets
                     valid:torch.Tensor, # (B, P, A) bool: a real target inside the window
                     lookaheads:torch.Tensor, # (B, P) look-ahead each position is judged on (<= A)
                    ) -> torch.Tensor: # (B, K, P)
     "Mean log-likelihood gain of each thought per look-ahead token, over the first `lookaheads` valid targets (0 if none)."
-    A = mixed_logprobs.shape[-1]
+    A = thought_logprobs.shape[-1]
     use = valid & (torch.arange(A, device=valid.device) < lookaheads[..., None])  # (B, P, A)
-    gain = ((mixed_logprobs - base_logprobs[:, None]) * use[:, None]).sum(-1)
+    gain = ((thought_logprobs - base_logprobs[:, None]) * use[:, None]).sum(-1)
     return gain / use.sum(-1).clamp(min=1)[:, None]
 
 def budget_reward(gain:torch.Tensor, # (B, P) mean gain over the K thoughts (ignored where the budget is 0)
@@ -277,7 +279,7 @@ def _sample_group(model, cache, base_hidden, input_ids, attention_mask, anchors,
         def step(h):
             logits = _logits(model, h, marks)
             z = _sample(logits, tcfg.temperature, generator)
-            return z, _pick_logprob(logits, z, tcfg.logprob_temperature)
+            return z, _pick_logprob(logits, z, tcfg.policy_temperature)
         z, lp = _rowwise(step, h.flatten(0, 1), chunk_rows=_chunk_rows(model))
         tokens[..., s + 1], logprobs[..., s] = z.view(B, N), lp.view(B, N)
     used = N * max(T - 2, 0)
@@ -305,7 +307,7 @@ def _replay_group(model, cache, base_hidden, input_ids, attention_mask, anchors,
     _crop(cache, L)
     D = h.shape[-1]
     logprobs = token_logprobs(model, h[:, :, :T-2].reshape(-1, D), flat[..., 1:T-1].reshape(-1), marks,
-                              tcfg.logprob_temperature).view(B, N, T - 2)
+                              tcfg.policy_temperature).view(B, N, T - 2)
     lb, lt, lm, w = _score_lookahead(model, marks, head, base_hidden, h[:, :, T-1:], base_pos, targets)
     K, P = tcfg.K, N // tcfg.K
     th = Thoughts(tokens, _unflatten(logprobs, K), anchors[:, :P], targets[:, :P], valid[:, :P], base_hidden,
@@ -394,14 +396,18 @@ class BudgetObjective(Objective):
     Config = BudgetConfig
     def __init__(self, cfg:BudgetConfig, tok):
         super().__init__(cfg, tok)
-        self.marks, self.head, self.policy, self._hook = None, None, None, None
+        self.marks, self.head, self.policy, self.markers = None, None, None, None
     def prepare_model(self, lm, init_from:str=""):
-        "Add the thought tokens (scaled embedding gradient), a fresh mixing head and a fresh (uniform) budget policy."
+        "Add the thought tokens (own trainable embeddings), a fresh mixing head and a fresh (uniform) budget policy."
         self.marks = add_thought_tokens(lm, self.tok, self.cfg.thought_config(self.cfg.max_budget, self.cfg.lookaheads[-1]))
         self.head = new_mixing_head(lm, self.cfg.mixing_hidden or None)
         self.policy = new_budget_policy(lm, self.cfg)
-        self._hook = scale_rows_grad(lm.get_input_embeddings().weight, self.marks.ids, self.cfg.embedding_grad_scale)
+        self.markers = train_markers(lm, self.marks)
         return lm
+    def param_groups(self, lr:float, objective_lr:float) -> list[dict]:
+        "Mixing head and budget policy at `objective_lr`; the START/END embeddings at `lr × marker_lr_scale`."
+        return [dict(params=[*self.head.parameters(), *self.policy.parameters()], lr=objective_lr),
+                dict(params=list(self.markers.parameters()), lr=lr * self.cfg.marker_lr_scale)]
     def rollout(self, lm, batch):
         "Text pass, features, λ per window, decisions from μ, then thought tokens for each budget group (no gradient)."
         ids, am = batch["input_ids"], batch["attention_mask"]
@@ -421,7 +427,7 @@ class BudgetObjective(Objective):
     def thought_gain(self, g:BudgetGroup, lookaheads:torch.Tensor) -> torch.Tensor:
         "Per-look-ahead-token gain of each thought of a group, (B, K, Pg), detached: the reward before the price."
         th = g.thoughts
-        return normalized_gain(th.mixed_logprobs.detach(), th.base_logprobs.detach(), th.valid, lookaheads)
+        return normalized_gain(th.lookahead_logprobs.detach(), th.base_logprobs.detach(), th.valid, lookaheads)  # unmixed: alive at w = 0
     def loss(self, lm, batch, rollout, scores):
         ids, am = batch["input_ids"], batch["attention_mask"]
         c, dec, real, vt0 = self.cfg, rollout["dec"], rollout["real"], rollout["vt"]
@@ -433,7 +439,7 @@ class BudgetObjective(Objective):
         nll_base = masked_mean(-lp_next, m)
         B, P = vt.budgets.shape
         z = lp_next.new_zeros(())
-        nll_mixed, thought_pg, n_chains = z, z, 0
+        nll_mixed, nll_thought, thought_pg, n_chains = z, z, z, 0
         gains = {}
         for g in vt.groups:
             th = g.thoughts
@@ -442,20 +448,21 @@ class BudgetObjective(Objective):
             use = th.valid & (torch.arange(g.n_ahead, device=ids.device) < la[..., None]) & g.real[..., None]  # (B, Pg, A)
             n = int(g.real.sum()) * c.n_thoughts
             nll_mixed = nll_mixed + masked_mean(-th.mixed_logprobs, use[:, None]) * n
+            nll_thought = nll_thought + masked_mean(-th.lookahead_logprobs, use[:, None]) * n  # unmixed: learns at w = 0
             if g.budget > 2:
-                adv = advantages(gk, c.clamp_negative_advantage)
+                adv = advantages(gk, c.advantage)
                 thought_pg = thought_pg + masked_mean(-adv * th.logprobs.sum(-1), g.real[:, None].expand_as(adv)) * n
             n_chains += n
-        nll_mixed, thought_pg = nll_mixed / max(n_chains, 1), thought_pg / max(n_chains, 1)
+        nll_mixed, nll_thought, thought_pg = (x / max(n_chains, 1) for x in (nll_mixed, nll_thought, thought_pg))
         gain = vt.scatter(lambda g: gains[g.budget].mean(1))  # (B, P) mean over the K thoughts
         if gain is None: gain = lp_next.new_zeros(B, P)
         reward = budget_reward(gain, vt.budgets, rollout["lam"])
         out = self.policy(rollout["h"], rollout["entropy"], rollout["lam"][:, None].expand(B, P))
         pl, pparts = policy_loss(out, dec, reward, real, c)
-        loss = c.base_loss_weight * nll_base + (1 - c.base_loss_weight) * nll_mixed + c.thought_weight * thought_pg + c.policy_weight * pl
+        loss = c.base_loss_weight * nll_base + (1 - c.base_loss_weight) * nll_mixed + c.thought_nll_weight * nll_thought + c.thought_weight * thought_pg + c.policy_weight * pl
         thinking = real & (vt.budgets > 0)
         mix = [masked_mean(g.thoughts.mix_weights, g.real[:, None, :, None].expand_as(g.thoughts.mix_weights)) for g in vt.groups]
-        return loss, dict(nll_base=nll_base, nll_mixed=nll_mixed, thought_pg=thought_pg, **pparts,
+        return loss, dict(nll_base=nll_base, nll_mixed=nll_mixed, nll_thought=nll_thought, thought_pg=thought_pg, **pparts,
                           reward_mean=masked_mean(reward, real), gain_mean=masked_mean(gain, thinking),
                           frac_zero=masked_mean((vt.budgets == 0).float(), real),
                           thought_tokens=masked_mean(vt.budgets.float(), real),
@@ -465,6 +472,7 @@ class BudgetObjective(Objective):
     def save_extras(self, lm, path:Path):
         "A thinking-model folder (thought_len = the largest budget) plus the budget policy and its config."
         th = Thinker(lm, self.tok, self.cfg.thought_config(self.cfg.max_budget, self.cfg.lookaheads[-1]), self.marks, self.head)
+        self.markers.write_to(lm)
         save_budget_model(th, self.policy, self.cfg, path)
 
 # %% ../nbs/06_budget.ipynb #004c186d
@@ -541,7 +549,7 @@ def generate_adaptive(model:PreTrainedModel, tok:PreTrainedTokenizerBase, prompt
     check(ids.shape[1] >= 1, "the prompt is empty; give at least one token of text")
     check_thinking_model(model, ThoughtConfig(thought_len=max(2, max(policy.budgets))), ids.shape[1] + max_new_tokens)
     lm_head = model.get_output_embeddings()
-    fwd = lambda x, cache: model.base_model(input_ids=torch.tensor([x], device=dev) if isinstance(x, list) else x,
+    fwd = lambda x, cache: transformer_body(model)(input_ids=torch.tensor([x], device=dev) if isinstance(x, list) else x,
                                             cache=cache, use_cache=True).last_hidden_state[0]
     mark = lambda l: l.index_fill(-1, torch.tensor(marks.ids, device=dev), float("-inf"))
     cache, pending, ctx = DynamicCache(), ids, 0

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import math
 from dataclasses import dataclass, asdict
+import numpy as np
 from pathlib import Path
 import torch
 import torch.nn as nn
@@ -14,99 +15,138 @@ from .thoughts import *
 from .trainer import Objective
 
 # %% auto #0
-__all__ = ['QuietStarConfig', 'lookahead_reward', 'advantages', 'masked_mean', 'quietstar_loss', 'scale_rows_grad',
-           'QuietStarObjective', 'lookahead_nll', 'DistillConfig', 'teacher_mixed_logprobs', 'distill_loss',
+__all__ = ['ADVANTAGES', 'THOUGHT_SOURCES', 'NLL_KINDS', 'DISTILL_RL', 'QuietStarConfig', 'masked_mean', 'lookahead_reward',
+           'advantages', 'reinforce_loss', 'quietstar_loss', 'QuietStarObjective', 'lookahead_nll_by_window',
+           'lookahead_nll', 'bootstrap_mean', 'DistillConfig', 'teacher_mixed_logprobs', 'distill_loss',
            'DistillObjective']
 
 # %% ../nbs/05_quietstar.ipynb #f382c991
+ADVANTAGES = ("signed", "positive")
+THOUGHT_SOURCES = ("sampled", "filler")
+
 @dataclass
 class QuietStarConfig:
-    "Quiet-STaR objective knobs; defaults are the released code's values unless marked *deviation*."
+    "Quiet-STaR objective knobs; where the released code differs, its value is named and the choice argued below."
     thought_len: int = 11 # T incl. START/END; the original's n_ahead=12 gives 11 (spec §1.1)
     n_ahead: int = 4 # A: look-ahead tokens scored (n_ahead_talk=4)
-    n_thoughts: int = 2 # K: thoughts per position (n_passes=2)
+    n_thoughts: int = 2 # K: thoughts per position (n_passes=2); K = 1 uses a running-mean baseline
     temperature: float = 1.0 # thought sampling temperature (gumbel τ=1 in training)
-    logprob_temperature: float = 3.0 # temperature of log π in REINFORCE (the original samples at 1, scores at 3)
-    base_loss_weight: float = 0.5 # weight of the base next-token NLL; the look-ahead NLL gets 1 - this (original_loss_weight)
-    policy_weight: float = 1.0 # *deviation*: the original multiplies the policy term by 1e6 (see below)
-    clamp_negative_advantage: bool = True # keep only thoughts better than their siblings (the original's clamp(adv, min=0))
-    embedding_grad_scale: float = 100.0 # gradient multiplier on the START/END embeddings (the original's embedding_scale=1e2)
+    logprob_temperature: float = 0.0 # temperature of log π in REINFORCE; 0 = the sampling temperature (released: 3)
+    advantage: str = "signed" # "signed": reward − baseline; "positive": clamped at 0 as released (biased, see below)
+    base_weight: float = 0.5 # next-token NLL without a thought (released original_loss_weight = 0.5)
+    mixed_weight: float = 0.5 # look-ahead NLL of the mixed prediction (released: 1 − original_loss_weight)
+    thought_weight: float = 0.5 # look-ahead NLL of the thought-conditioned prediction (not in the release; see below)
+    policy_weight: float = 1.0 # REINFORCE term (released: 1e6, see below)
+    marker_lr_scale: float = 100.0 # START/END learn at lr × this (released: embedding_scale = 1e2 reparametrisation)
+    baseline_decay: float = 0.9 # K = 1 only: decay of the running mean of rewards used as the baseline
+    thought_source: str = "sampled" # "sampled" thoughts, or "filler": the pause control (same length, fixed tokens, no RL)
+    filler_text: str = "..." # the filler token of thought_source="filler" (its first token, repeated)
     init_text: str = "---" # the markers start as the embedding of this text
     n_positions: int = 0 # think after this many random positions per window (0 = every position, as the original)
     mixing_hidden: int = 0 # width of the mixing head's hidden layer (0 = the model's hidden size, as the original)
     def __post_init__(self):
         check_fields(self)
         self.thought_config()  # T >= 2, A >= 1, K >= 1, temperatures
-        check(0 <= self.base_loss_weight <= 1, f"base_loss_weight={self.base_loss_weight}; use a value in [0, 1]")
-        check(self.policy_weight >= 0, f"policy_weight={self.policy_weight}; use 0 (no REINFORCE) or a positive weight")
-        check(self.embedding_grad_scale > 0, f"embedding_grad_scale={self.embedding_grad_scale}; use a positive scale (1 = none)")
+        check(self.advantage in ADVANTAGES, f"advantage={self.advantage!r}; use one of: {', '.join(ADVANTAGES)}")
+        check(self.thought_source in THOUGHT_SOURCES, f"thought_source={self.thought_source!r}; use one of: {', '.join(THOUGHT_SOURCES)}")
+        for k in ("base_weight", "mixed_weight", "thought_weight", "policy_weight"):
+            check(getattr(self, k) >= 0, f"{k}={getattr(self, k)}; use 0 (term off) or a positive weight")
+        check(self.base_weight + self.mixed_weight + self.thought_weight > 0, "base_weight, mixed_weight and thought_weight are all 0; give at least one NLL term a weight")
+        check(self.marker_lr_scale > 0, f"marker_lr_scale={self.marker_lr_scale}; use a positive multiplier (1 = the LM's lr)")
+        check(0 <= self.baseline_decay < 1, f"baseline_decay={self.baseline_decay}; use a value in [0, 1)")
         check(self.n_positions >= 0 and self.mixing_hidden >= 0, "n_positions and mixing_hidden must be 0 (default) or positive")
+        check(bool(self.filler_text), "filler_text is empty; give a visible text such as '...'")
     def thought_config(self) -> ThoughtConfig:
         return ThoughtConfig(thought_len=self.thought_len, n_ahead=self.n_ahead, n_thoughts=self.n_thoughts,
                              temperature=self.temperature, logprob_temperature=self.logprob_temperature, init_text=self.init_text)
 
+
 # %% ../nbs/05_quietstar.ipynb #ebb152d4
-def lookahead_reward(mixed_logprobs:torch.Tensor, # (B, K, P, A) log p_mixed(x[i+1+t]) per thought
-                     base_logprobs:torch.Tensor, # (B, P, A) log p_base(x[i+1+t])
-                     valid:torch.Tensor, # (B, P, A) bool: the target is a real token
-                    ) -> torch.Tensor: # (B, K, P)
-    "Reward of each thought: Σ_t [NLL_base − NLL_mixed] over the valid look-ahead tokens (spec §1.6)."
-    gain = (mixed_logprobs - base_logprobs[:, None]) * valid[:, None]  # (B, K, P, A)
-    return gain.sum(-1)
-
-def advantages(reward:torch.Tensor, # (B, K, P)
-               clamp_negative:bool=True, # keep only thoughts better than their siblings' mean
-              ) -> torch.Tensor: # (B, K, P)
-    "Reward minus the mean over the K thoughts of the same position (the baseline); optionally clamped at 0."
-    adv = reward - reward.mean(1, keepdim=True)
-    return adv.clamp(min=0) if clamp_negative else adv
-
-# %% ../nbs/05_quietstar.ipynb #a0ddd446
 def masked_mean(x:torch.Tensor, mask:torch.Tensor) -> torch.Tensor:
     "Mean of `x` where `mask` is true (0 when nothing is)."
     mask = mask.to(x.dtype).expand_as(x)
     return (x * mask).sum() / mask.sum().clamp(min=1)
 
+def lookahead_reward(thought_logprobs:torch.Tensor, # (B, K, P, A) log p(x[i+1+t] | ctx, thought), unmixed
+                     base_logprobs:torch.Tensor, # (B, P, A) log p_base(x[i+1+t])
+                     valid:torch.Tensor, # (B, P, A) bool: the target is a real token
+                    ) -> torch.Tensor: # (B, K, P)
+    "Reward of each thought: Σ_t [log p(x | ctx, thought) − log p_base(x | ctx)] over the valid look-ahead tokens."
+    gain = (thought_logprobs - base_logprobs[:, None]) * valid[:, None]  # (B, K, P, A)
+    return gain.sum(-1)
+
+def advantages(reward:torch.Tensor, # (B, K, P)
+               kind:str="signed", # "signed", or "positive" (clamped at 0, as released)
+               baseline:torch.Tensor|None=None, # K = 1 only: a baseline that does not depend on the thought (e.g. a running mean)
+              ) -> torch.Tensor: # (B, K, P)
+    "Reward minus a baseline independent of the thought scored: the mean of the K−1 other thoughts (leave-one-out), or `baseline` if K = 1."
+    K = reward.shape[1]
+    if K > 1: b = (reward.sum(1, keepdim=True) - reward) / (K - 1)
+    else:
+        check(baseline is not None, "one thought per position has no siblings to compare with; use n_thoughts >= 2, "
+                                    "or pass a baseline (QuietStarObjective keeps a running mean of rewards)")
+        b = baseline
+    adv = reward - b
+    return adv.clamp(min=0) if kind == "positive" else adv
+
+def reinforce_loss(adv:torch.Tensor, # (B, K, P) advantages (treated as constants)
+                   logp:torch.Tensor, # (B, K, P) log π of each sampled thought, with gradient
+                   mask:torch.Tensor, # (B, K, P) bool: thoughts that can be scored
+                  ) -> torch.Tensor:
+    "The REINFORCE surrogate −mean(adv·log π): its gradient is the policy-gradient estimate."
+    return masked_mean(-adv.detach() * logp, mask)
+
+
+# %% ../nbs/05_quietstar.ipynb #a0ddd446
 def quietstar_loss(th:Thoughts, # a differentiable replay (`thought_forward`) with a mixing head
                    cfg:QuietStarConfig,
+                   baseline:torch.Tensor|None=None, # K = 1 only: the running-mean reward baseline
                   ) -> tuple[torch.Tensor, dict]:
-    "w·NLL_base + (1−w)·NLL_mixed(look-ahead) + policy_weight·REINFORCE; returns the loss and its parts."
+    "base·NLL_base + mixed·NLL_mixed + thought·NLL_thought (look-ahead) + policy·REINFORCE on the thought-conditioned gain."
     valid = th.valid  # (B, P, A)
     nll_base = masked_mean(-th.base_logprobs[..., 0], valid[..., 0])  # next token only, as the plain LM
     nll_mixed = masked_mean(-th.mixed_logprobs, valid[:, None])  # (B, K, P, A): all look-ahead tokens
-    reward = lookahead_reward(th.mixed_logprobs.detach(), th.base_logprobs.detach(), valid)  # (B, K, P)
-    adv = advantages(reward, cfg.clamp_negative_advantage)
-    has_target = valid[:, None, :, :1].expand(-1, reward.shape[1], -1, -1)[..., 0]  # (B, K, P): a thought can be scored
+    nll_thought = masked_mean(-th.lookahead_logprobs, valid[:, None])  # the same tokens after the thought, unmixed
+    reward = lookahead_reward(th.lookahead_logprobs.detach(), th.base_logprobs.detach(), valid)  # (B, K, P)
+    has_target = valid[:, None, :, 0].expand_as(reward)  # (B, K, P): a thought can be scored
     logp = th.logprobs.sum(-1)  # (B, K, P) log π of the sampled thought tokens
-    policy = masked_mean(-adv * logp, has_target) if th.logprobs.shape[-1] else logp.new_zeros(())
-    loss = cfg.base_loss_weight * nll_base + (1 - cfg.base_loss_weight) * nll_mixed + cfg.policy_weight * policy
-    return loss, dict(nll_base=nll_base, nll_mixed=nll_mixed, policy=policy, reward_mean=masked_mean(reward, has_target),
-                      reward_std=reward[has_target].std() if has_target.sum() > 1 else reward.new_zeros(()),
-                      advantage=masked_mean(adv, has_target), mix_weight=masked_mean(th.mix_weights, valid[:, None]),
-                      thought_entropy=masked_mean(-th.logprobs.mean(-1), has_target) if th.logprobs.shape[-1] else reward.new_zeros(()))
+    learn = cfg.thought_source == "sampled" and th.logprobs.shape[-1] > 0  # filler thoughts and T = 2 have no policy
+    adv = advantages(reward, cfg.advantage, baseline) if learn else torch.zeros_like(reward)
+    policy = reinforce_loss(adv, logp, has_target) if learn else logp.new_zeros(())
+    loss = (cfg.base_weight * nll_base + cfg.mixed_weight * nll_mixed + cfg.thought_weight * nll_thought
+            + cfg.policy_weight * policy)
+    K, z = reward.shape[1], reward.new_zeros(())
+    std = masked_mean(reward.std(1, keepdim=True).expand_as(reward), has_target) if K > 1 else (
+          reward[has_target].std() if has_target.sum() > 1 else z)  # across the K thoughts of a position
+    return loss, dict(nll_base=nll_base, nll_mixed=nll_mixed, nll_thought=nll_thought, policy=policy,
+                      reward_mean=masked_mean(reward, has_target), reward_std=std, advantage=masked_mean(adv.abs(), has_target),
+                      mix_weight=masked_mean(th.mix_weights, valid[:, None]),
+                      thought_entropy=masked_mean(-th.logprobs.mean(-1), has_target) if th.logprobs.shape[-1] else z)
+
 
 # %% ../nbs/05_quietstar.ipynb #58ce5265
-def scale_rows_grad(weight:torch.Tensor, rows:list[int], scale:float):
-    "Multiply the gradient of `weight[rows]` by `scale` (a hook; the weights themselves are untouched)."
-    if scale == 1: return None
-    mult = torch.ones(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
-    mult[rows] = scale
-    return weight.register_hook(lambda g: g * mult.to(g.dtype))
-
-# %% ../nbs/05_quietstar.ipynb #56b3eb75
 class QuietStarObjective(Objective):
     "Quiet-STaR for the trainer: sample K thoughts everywhere (no grad), replay them with gradient, score, loss."
     Config = QuietStarConfig
     def __init__(self, cfg:QuietStarConfig, tok):
         super().__init__(cfg, tok)
         self.tcfg = cfg.thought_config()
-        self.marks, self.head, self._hook = None, None, None
+        self.marks, self.head, self.markers = None, None, None
+        self.register_buffer("reward_ema", torch.zeros(2))  # K = 1 baseline: (decayed sum, decayed count)
     def prepare_model(self, lm, init_from:str=""):
-        "Add the thought tokens, scale their embedding gradient, and create the (w = 0) mixing head."
+        "Add the thought tokens with their own trainable embeddings, and a fresh (w = 0) mixing head."
         self.marks = add_thought_tokens(lm, self.tok, self.tcfg)
+        self.markers = train_markers(lm, self.marks)
         self.head = new_mixing_head(lm, self.cfg.mixing_hidden or None)
-        self._hook = scale_rows_grad(lm.get_input_embeddings().weight, self.marks.ids, self.cfg.embedding_grad_scale)
+        if self.cfg.thought_source == "filler":
+            ids = self.tok(self.cfg.filler_text, add_special_tokens=False).input_ids
+            check(len(ids) > 0, f"filler_text={self.cfg.filler_text!r} tokenizes to nothing; use a visible text such as '...'")
+            self.filler = ids[0]
         return lm
+    def param_groups(self, lr:float, objective_lr:float) -> list[dict]:
+        "The mixing head at `objective_lr`; the START/END embeddings at `lr × marker_lr_scale`."
+        return [dict(params=list(self.head.parameters()), lr=objective_lr),
+                dict(params=list(self.markers.parameters()), lr=lr * self.cfg.marker_lr_scale)]
     def _positions(self, batch):
         B, L = batch["input_ids"].shape
         n = self.cfg.n_positions
@@ -115,54 +155,99 @@ class QuietStarObjective(Objective):
         return torch.stack([torch.randperm(L, generator=g)[:n].sort().values for _ in range(B)]).to(batch["input_ids"].device)
     def rollout(self, lm, batch):
         pos = self._positions(batch)
-        th = sample_thoughts(lm, batch["input_ids"], batch["attention_mask"], self.tcfg, self.marks, self.head, positions=pos)
-        return dict(tokens=th.tokens, positions=th.positions)
+        if self.cfg.thought_source == "filler":
+            B, L = batch["input_ids"].shape
+            P = L if pos is None else pos.shape[1]
+            tokens = torch.full((B, self.tcfg.K, P, self.tcfg.T), self.filler, dtype=torch.long, device=batch["input_ids"].device)
+            tokens[..., 0], tokens[..., -1] = self.marks.start, self.marks.end
+            return dict(tokens=tokens, positions=pos)
+        th = sample_thought_tokens(lm, batch["input_ids"], batch["attention_mask"], self.tcfg, self.marks, positions=pos)[0]
+        return dict(tokens=th, positions=pos)
+    def _baseline(self):
+        s, n = self.reward_ema
+        return s / n if n > 0 else None
     def loss(self, lm, batch, rollout, scores):
         th = thought_forward(lm, batch["input_ids"], batch["attention_mask"], rollout["tokens"], self.tcfg, self.marks,
                              self.head, positions=rollout["positions"])
-        return quietstar_loss(th, self.cfg)
+        base = None
+        if self.tcfg.K == 1 and self.cfg.thought_source == "sampled":
+            r = lookahead_reward(th.lookahead_logprobs.detach(), th.base_logprobs.detach(), th.valid)  # (B, 1, P)
+            r_mean = masked_mean(r, th.valid[:, None, :, 0])
+            base = self._baseline()
+            if base is None: base = r_mean  # first step: this batch's mean (a constant over its P positions)
+            with torch.no_grad():
+                d = self.cfg.baseline_decay
+                self.reward_ema.copy_(torch.stack([d * self.reward_ema[0] + r_mean, d * self.reward_ema[1] + 1]))
+        return quietstar_loss(th, self.cfg, base)
     def save_extras(self, lm, path:Path):
-        "The trained model as a thinking-model folder (model, tokenizer with markers, mixing head, thought config)."
+        "The trained model as a thinking-model folder (model with the learned markers, tokenizer, mixing head, thought config)."
+        self.markers.write_to(lm)
         save_thinking_model(Thinker(lm, self.tok, self.tcfg, self.marks, self.head), path)
 
+
 # %% ../nbs/05_quietstar.ipynb #e9abfc30
+NLL_KINDS = ("base", "thought", "mixed")
+
 @torch.no_grad()
-def lookahead_nll(th:Thinker, # the thinking model (its mixing head included)
-                  windows, # `Windows` to score (e.g. the validation split)
-                  batch_size:int=4, temperature:float|None=None, # thought sampling temperature (None: th.cfg's)
-                  seed:int=0) -> dict:
-    "Mean NLL per look-ahead token of the base model, the thought-conditioned model, and the mixed prediction."
+def lookahead_nll_by_window(th:Thinker, # the thinking model (its mixing head included)
+                            windows, # `Windows` to score (e.g. the validation split)
+                            batch_size:int=4, temperature:float|None=None, # thought sampling temperature (None: th.cfg's)
+                            seed:int=0) -> dict[str, np.ndarray]:
+    "Per window: summed NLL of the look-ahead tokens (and of the next token alone) for the base, thought-conditioned and mixed predictions, and their counts."
     from ntp_rl.data import iter_batches
     cfg = ThoughtConfig(**{**asdict(th.cfg), "n_thoughts": 1, **({} if temperature is None else dict(temperature=temperature))})
     g = torch.Generator(device=th.model.device).manual_seed(seed)
-    sums, n = dict(base=0.0, thought=0.0, mixed=0.0), 0
+    rows = {f"{k}{s}": [] for k in NLL_KINDS for s in ("", "_next")} | dict(tokens=[], tokens_next=[])
     was = th.model.training; th.model.eval()
     for b in iter_batches(windows, batch_size, device=th.model.device):
         t = sample_thoughts(th.model, b["input_ids"], b["attention_mask"], cfg, th.marks, th.head, generator=g)
         v = t.valid[:, None].float()  # (B, 1, P, A)
-        sums["base"] -= float((t.base_logprobs[:, None] * v).sum())
-        sums["thought"] -= float((t.lookahead_logprobs * v).sum())
-        sums["mixed"] -= float((t.mixed_logprobs * v).sum())
-        n += int(v.sum())
+        lps = dict(base=t.base_logprobs[:, None], thought=t.lookahead_logprobs, mixed=t.mixed_logprobs)  # (B, 1|K, P, A)
+        for k, lp in lps.items():
+            rows[k].append((-lp * v).sum((1, 2, 3)).cpu()); rows[f"{k}_next"].append((-lp * v)[..., 0].sum((1, 2)).cpu())
+        rows["tokens"].append(v.sum((1, 2, 3)).cpu()); rows["tokens_next"].append(v[..., 0].sum((1, 2)).cpu())
     th.model.train(was)
-    return {f"nll_{k}": s / max(n, 1) for k, s in sums.items()} | dict(tokens=n)
+    return {k: torch.cat(x).double().numpy() for k, x in rows.items()}
+
+def lookahead_nll(th:Thinker, windows, batch_size:int=4, temperature:float|None=None, seed:int=0) -> dict:
+    "Mean NLL per look-ahead token of the base model, the thought-conditioned model, and the mixed prediction."
+    r = lookahead_nll_by_window(th, windows, batch_size, temperature, seed)
+    n = max(r["tokens"].sum(), 1)
+    return {f"nll_{k}": float(r[k].sum() / n) for k in NLL_KINDS} | dict(tokens=int(r["tokens"].sum()))
+
+def bootstrap_mean(sums:np.ndarray, # (W,) per-window summed NLL (or a per-window difference of sums)
+                   counts:np.ndarray, # (W,) tokens per window
+                   n_boot:int=1000, seed:int=0, level:float=0.95) -> tuple[float, float, float]:
+    "Per-token mean Σsums/Σcounts and its percentile bootstrap interval, resampling whole windows: (mean, lo, hi)."
+    check(len(sums) == len(counts) and len(sums) > 0, "bootstrap_mean needs one sum and one count per window, at least one window")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(sums), size=(n_boot, len(sums)))  # (n_boot, W)
+    boot = sums[idx].sum(1) / np.maximum(counts[idx].sum(1), 1)
+    a = (1 - level) / 2
+    return float(sums.sum() / max(counts.sum(), 1)), float(np.quantile(boot, a)), float(np.quantile(boot, 1 - a))
+
 
 # %% ../nbs/05_quietstar.ipynb #3ca67cf9
+DISTILL_RL = ("reverse_kl", "released")
+
 @dataclass
 class DistillConfig:
     "The thinking-removed stage: a no-thought student matches a thinking teacher's mixed predictions."
     teacher: str = "" # a thinking-model folder or checkpoint (default: the checkpoint this stage starts from)
     kl_weight: float = 1.0 # KL(teacher_mixed ‖ student) over the full vocabulary
-    rl_weight: float = 1.0 # the released REINFORCE term (clamped r times log π(a_t) at temperature 3)
+    rl_weight: float = 0.0 # optional REINFORCE term on a token sampled from the student (see rl_reward)
+    rl_reward: str = "reverse_kl" # "reverse_kl": r = log p_teacher(a) − log p_student(a); "released": clamped CE difference
     nll_weight: float = 0.0 # plain next-token NLL (dropped in the released code)
     teacher_temperature: float = 0.0 # the teacher's thought sampling temperature (released: 0.001, i.e. near-greedy)
-    logprob_temperature: float = 3.0 # temperature of the student's log π in the RL term
+    logprob_temperature: float = 3.0 # temperature of the student's log π in the "released" RL term
     def __post_init__(self):
         check_fields(self)
         check(min(self.kl_weight, self.rl_weight, self.nll_weight) >= 0 and self.kl_weight + self.rl_weight + self.nll_weight > 0,
               "distill weights must be >= 0 and not all 0; set kl_weight, rl_weight or nll_weight")
+        check(self.rl_reward in DISTILL_RL, f"rl_reward={self.rl_reward!r}; use one of: {', '.join(DISTILL_RL)}")
         check(self.teacher == "" or Path(self.teacher).exists(), f"DistillConfig.teacher={self.teacher!r} does not exist; "
               "give a folder written by save_thinking_model or a checkpoint-N folder")
+
 
 # %% ../nbs/05_quietstar.ipynb #70973f43
 def teacher_mixed_logprobs(th:Thinker, input_ids:torch.Tensor, attention_mask:torch.Tensor, temperature:float=0.0) -> torch.Tensor:
@@ -172,8 +257,7 @@ def teacher_mixed_logprobs(th:Thinker, input_ids:torch.Tensor, attention_mask:to
     lm_head = th.model.get_output_embeddings()
     lb = lm_head(t.base_hidden).float()  # (B, L, V)
     lt = lm_head(t.post_hidden[:, 0, :, 0]).float()  # (B, L, V): after END
-    w = t.mix_weights[:, 0, :, 0, None].float()  # (B, L, 1)
-    mixed = lb + w * (lt - lb)
+    mixed = mix_logits(lb, lt, t.mix_weights[:, 0, :, 0].float())
     mixed[..., th.marks.ids] = float("-inf")
     return torch.log_softmax(mixed, -1)
 
@@ -181,7 +265,7 @@ def distill_loss(student_logits:torch.Tensor, # (B, L, V) student next-token log
                  teacher_logprobs:torch.Tensor, # (B, L, V) teacher mixed log-probs
                  input_ids:torch.Tensor, attention_mask:torch.Tensor, cfg:DistillConfig, marks:list[int]|None=None,
                  generator:torch.Generator|None=None) -> tuple[torch.Tensor, dict]:
-    "kl·KL(teacher‖student) + rl·REINFORCE(released) + nll·NLL over positions that have a next token."
+    "kl·KL(teacher‖student) + rl·REINFORCE (reverse KL, or the released term) + nll·NLL over positions that have a next token."
     logits = student_logits[:, :-1].float()
     if marks: logits = logits.index_fill(-1, torch.tensor(marks, device=logits.device), float("-inf"))
     s_lp = torch.log_softmax(logits, -1)  # (B, L-1, V)
@@ -191,13 +275,18 @@ def distill_loss(student_logits:torch.Tensor, # (B, L, V) student next-token log
     kl = masked_mean((t_lp.exp() * (t_lp - s_lp).nan_to_num(0.0, posinf=0.0, neginf=0.0)).sum(-1), m)
     nll_s = -s_lp.gather(-1, y).squeeze(-1)  # (B, L-1)
     nll_t = -t_lp.gather(-1, y).squeeze(-1)
-    r = (nll_t - nll_s).detach().clamp(min=0)  # released: CE(teacher) − CE(student), clamped at 0
-    a = torch.multinomial(s_lp.detach().exp().flatten(0, 1), 1, generator=generator).view(y.shape)  # a_t ~ student
-    logpi = torch.log_softmax(logits / cfg.logprob_temperature, -1).gather(-1, a).squeeze(-1)
+    a = torch.multinomial(s_lp.detach().exp().flatten(0, 1), 1, generator=generator).view(y.shape)  # a_t ~ student (τ = 1)
+    if cfg.rl_reward == "reverse_kl":
+        logpi = s_lp.gather(-1, a).squeeze(-1)
+        r = (t_lp.gather(-1, a).squeeze(-1) - logpi).detach()  # E[−r·∇log π] = ∇KL(student ‖ teacher)
+    else:
+        logpi = torch.log_softmax(logits / cfg.logprob_temperature, -1).gather(-1, a).squeeze(-1)
+        r = (nll_t - nll_s).detach().clamp(min=0)  # released: CE(teacher) − CE(student), clamped at 0
     rl = masked_mean(-r * logpi, m)
     nll = masked_mean(nll_s, m)
     loss = cfg.kl_weight * kl + cfg.rl_weight * rl + cfg.nll_weight * nll
     return loss, dict(kl=kl, rl=rl, nll=nll, teacher_nll=masked_mean(nll_t, m), reward_mean=masked_mean(r, m))
+
 
 # %% ../nbs/05_quietstar.ipynb #bbd98a8f
 class DistillObjective(Objective):

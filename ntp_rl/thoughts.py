@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_thoughts.ipynb #2f459976
 from __future__ import annotations
-import argparse, contextlib, html, json, math, sys, time
+import argparse, contextlib, copy, html, json, math, sys, time
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 import torch
@@ -18,10 +18,11 @@ from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_
 from .core import *
 
 # %% auto #0
-__all__ = ['THOUGHT_ATTN', 'START_THOUGHT', 'END_THOUGHT', 'CHUNK_LOGITS', 'THOUGHTS_FILE', 'HEAD_FILE', 'THOUGHTS_CSS',
-           'ThoughtConfig', 'max_positions', 'check_thinking_model', 'ChainLayout', 'chain_attention_forward',
-           'use_thought_attention', 'ThoughtMarks', 'thought_marks', 'add_thought_tokens', 'token_logprobs',
-           'MixingHead', 'new_mixing_head', 'Thoughts', 'sample_thought_tokens', 'sample_thoughts', 'thought_forward',
+__all__ = ['THOUGHT_ATTN', 'START_THOUGHT', 'END_THOUGHT', 'CHUNK_LOGITS', 'MIX_OFFSET', 'THOUGHTS_FILE', 'HEAD_FILE',
+           'THOUGHTS_CSS', 'ThoughtConfig', 'max_positions', 'check_thinking_model', 'ChainLayout',
+           'chain_attention_forward', 'use_thought_attention', 'transformer_body', 'ThoughtMarks', 'thought_marks',
+           'add_thought_tokens', 'MarkerEmbedding', 'train_markers', 'token_logprobs', 'mix_logits', 'MixingHead',
+           'new_mixing_head', 'Thoughts', 'sample_thought_tokens', 'sample_thoughts', 'thought_forward',
            'reference_thoughts', 'Thinker', 'make_thinker', 'is_thinking_model', 'save_thinking_model',
            'load_thinking_model', 'Generation', 'generate_plain', 'generate_with_thoughts', 'thoughts_html', 'think']
 
@@ -33,7 +34,7 @@ class ThoughtConfig:
     n_ahead: int = 4 # A: true future tokens x[i+1..i+A] each thought is scored on (the original's n_ahead_talk)
     n_thoughts: int = 1 # K: thoughts sampled per position (the original's n_passes)
     temperature: float = 1.0 # sampling temperature of thought tokens; 0 = greedy
-    logprob_temperature: float = 1.0 # temperature of the returned policy log-probs (the original used 3 with sampling at 1)
+    logprob_temperature: float = 0.0 # temperature of the returned policy log-probs; 0 = the sampling temperature (the original scored at 3 while sampling at 1)
     init_text: str = "---" # the markers' embeddings start as the mean embedding of this text's tokens (the original: "---")
     def __post_init__(self):
         check_fields(self)
@@ -41,7 +42,7 @@ class ThoughtConfig:
         check(self.n_ahead >= 1, f"ThoughtConfig.n_ahead={self.n_ahead}; score each thought on at least 1 future token")
         check(self.n_thoughts >= 1, f"ThoughtConfig.n_thoughts={self.n_thoughts}; sample at least 1 thought per position")
         check(self.temperature >= 0, f"ThoughtConfig.temperature={self.temperature}; use 0 (greedy) or a positive temperature")
-        check(self.logprob_temperature > 0, f"ThoughtConfig.logprob_temperature={self.logprob_temperature}; use a positive temperature")
+        check(self.logprob_temperature >= 0, f"ThoughtConfig.logprob_temperature={self.logprob_temperature}; use 0 (= the sampling temperature) or a positive temperature")
         check(bool(self.init_text), "ThoughtConfig.init_text is empty; give a text such as '---'")
     @property
     def T(self): return self.thought_len
@@ -51,6 +52,9 @@ class ThoughtConfig:
     def K(self): return self.n_thoughts
     @property
     def n_steps(self): return self.thought_len + self.n_ahead - 1 # C: chain steps after the text (START .. END, then A-1 true tokens)
+    @property
+    def policy_temperature(self) -> float: # temperature log π is computed at: logprob_temperature, else the sampling one (1 for greedy)
+        return self.logprob_temperature or self.temperature or 1.0
 
 # %% ../nbs/04_thoughts.ipynb #71d0e300
 THOUGHT_ATTN = {"sdpa": "ntp_rl_sdpa", "eager": "ntp_rl_eager"} # supported implementation -> its thought-aware twin
@@ -186,11 +190,16 @@ def use_thought_attention(model:PreTrainedModel) -> str:
     model.set_attn_implementation(THOUGHT_ATTN[impl])
     return THOUGHT_ATTN[impl]
 
+def transformer_body(model:PreTrainedModel) -> nn.Module:
+    "The decoder stack that returns hidden states (`LlamaModel`, `GPT2Model`), also through a peft (LoRA) wrapper."
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft: PeftModel → the causal LM
+    return inner.base_model
+
 # %% ../nbs/04_thoughts.ipynb #1bc01026
 def _text_pass(model, input_ids, attention_mask):
     "Plain forward over the window with a fresh cache: last hidden states (B, L, D) and the cache."
     cache = DynamicCache()
-    out = model.base_model(input_ids=input_ids, attention_mask=attention_mask, cache=cache, use_cache=True)
+    out = transformer_body(model)(input_ids=input_ids, attention_mask=attention_mask, cache=cache, use_cache=True)
     return out.last_hidden_state, cache
 
 def _chain_forward(model, cache, tokens, layout:ChainLayout, step0:int):
@@ -199,7 +208,7 @@ def _chain_forward(model, cache, tokens, layout:ChainLayout, step0:int):
     steps = torch.arange(step0, step0 + Sq, device=tokens.device)
     pos = layout.anchors[:, None, :] + 1 + steps[None, :, None]  # (B, Sq, N)
     calls = layout.calls
-    h = model.base_model(input_ids=tokens.reshape(B, Sq*N), position_ids=pos.reshape(B, Sq*N), cache=cache,
+    h = transformer_body(model)(input_ids=tokens.reshape(B, Sq*N), position_ids=pos.reshape(B, Sq*N), cache=cache,
                          use_cache=True, thought_layout=layout).last_hidden_state
     check(layout.calls > calls, f"{type(model).__name__} does not route attention through transformers' AttentionInterface, "
           f"so thoughts cannot be masked; use a Llama-family or GPT-2 model")
@@ -212,7 +221,7 @@ def _replay_forward(model, input_ids, tokens, layout:ChainLayout):
     pos = torch.cat([torch.arange(L, device=tokens.device).expand(B, L),
                      (layout.anchors[:, None, :] + 1 + steps[None, :, None]).reshape(B, C*N)], 1)
     layout.text_queries, calls = True, layout.calls
-    h = model.base_model(input_ids=torch.cat([input_ids, tokens.reshape(B, C*N)], 1), position_ids=pos, use_cache=False,
+    h = transformer_body(model)(input_ids=torch.cat([input_ids, tokens.reshape(B, C*N)], 1), position_ids=pos, use_cache=False,
                          thought_layout=layout).last_hidden_state
     check(layout.calls > calls, f"{type(model).__name__} does not route attention through transformers' AttentionInterface, "
           f"so thoughts cannot be masked; use a Llama-family or GPT-2 model")
@@ -257,6 +266,32 @@ def add_thought_tokens(model:PreTrainedModel, tok:PreTrainedTokenizerBase, cfg:T
         w[marks.ids] = w[init_ids].mean(0, keepdim=True).expand(2, -1)
     return marks
 
+# %% ../nbs/04_thoughts.ipynb #0cf5a322
+class MarkerEmbedding(nn.Module):
+    "Trainable input embeddings of START/END (2, D) kept outside the model's matrix, so they get their own learning rate."
+    def __init__(self, model:PreTrainedModel, marks:ThoughtMarks):
+        super().__init__()
+        self.start, self.end = marks.start, marks.end
+        self.weight = nn.Parameter(model.get_input_embeddings().weight[marks.ids].detach().float().clone())  # (2, D)
+    def swap_in(self, ids:torch.Tensor, # (...) token ids that were embedded
+                embeds:torch.Tensor, # (..., D) their embeddings from the model's matrix
+               ) -> torch.Tensor: # (..., D) with the marker rows taken from `weight`
+        is_end, is_mark = ids == self.end, (ids == self.start) | (ids == self.end)
+        rows = self.weight.to(embeds.dtype)[is_end.long()]  # (..., D): row 0 = START, row 1 = END
+        return torch.where(is_mark[..., None], rows, embeds)
+    @torch.no_grad()
+    def write_to(self, model:PreTrainedModel):
+        "Copy the learned rows into the model's input-embedding matrix (before saving it)."
+        w = model.get_input_embeddings().weight
+        w[[self.start, self.end]] = self.weight.to(w.dtype)
+
+def train_markers(model:PreTrainedModel, marks:ThoughtMarks) -> MarkerEmbedding:
+    "A `MarkerEmbedding` initialised from the model's marker rows and hooked into its input embeddings."
+    me = MarkerEmbedding(model, marks).to(model.get_input_embeddings().weight.device)
+    model.get_input_embeddings().register_forward_hook(lambda mod, args, out: me.swap_in(args[0], out))
+    return me
+
+
 # %% ../nbs/04_thoughts.ipynb #89d82a26
 CHUNK_LOGITS = 2**22 # logits entries per chunk in vocabulary-wide computations
 
@@ -290,27 +325,43 @@ def token_logprobs(model, h:torch.Tensor, # (M, D) hidden states
     return _rowwise(fn, h, targets, chunk_rows=_chunk_rows(model))
 
 # %% ../nbs/04_thoughts.ipynb #9ca4554a
+def mix_logits(base_logits:torch.Tensor, # (..., V) prediction without the thought
+               thought_logits:torch.Tensor, # (..., V) prediction after the thought
+               w:torch.Tensor, # (...,) mixing weight
+              ) -> torch.Tensor: # (..., V)
+    "The one mixing rule: base + w·(thought − base), exactly the base logits where w = 0."
+    return base_logits + w[..., None].to(base_logits.dtype) * (thought_logits - base_logits)
+
+MIX_OFFSET = -4.0 # b₀: w = (σ(u + b₀) − σ(b₀)) / (1 − σ(b₀)), so w ∈ (−0.019, 1) and w = 0 at u = 0
+
 class MixingHead(nn.Module):
-    "Weight w ∈ [0, 1] of the thought-conditioned prediction, from [base hidden, post-thought hidden]; w = 0 when untrained."
+    "Mixing weight w ∈ (−0.019, 1) of the thought-conditioned prediction: exactly 0 untrained, every parameter learning from step 0."
     def __init__(self, d_model:int, # hidden size of the language model
                  d_hidden:int|None=None): # width of the MLP's hidden layer (default: d_model)
         super().__init__()
         d_hidden = d_hidden or d_model
         self.d_model, self.d_hidden = d_model, d_hidden
         self.mlp = nn.Sequential(nn.Linear(2*d_model, d_hidden), nn.ReLU(), nn.Linear(d_hidden, 1))
-        self.gate = nn.Parameter(torch.zeros(()))
+        for n, p in self.mlp.named_parameters(): self.register_buffer(self._frozen(n), p.detach().clone())
+    @staticmethod
+    def _frozen(name:str) -> str: return "init_" + name.replace(".", "_")
+    def logit(self, h_base:torch.Tensor, h_post:torch.Tensor) -> torch.Tensor:
+        "u = MLP_θ(x) − MLP_θ₀(x), (...,): 0 at initialisation."
+        x = torch.cat([h_base, h_post], -1).to(self.mlp[0].weight.dtype)  # (..., 2D)
+        init = {n: getattr(self, self._frozen(n)) for n, _ in self.mlp.named_parameters()}
+        return (self.mlp(x) - torch.func.functional_call(self.mlp, init, (x,))).squeeze(-1)
     def forward(self, h_base:torch.Tensor, # (..., D) base hidden state at the predicting text position
                 h_post:torch.Tensor, # (..., D) hidden state after the thought (END or a teacher-forced token)
-               ) -> torch.Tensor: # (...,) mixing weight in [0, 1]
-        x = self.mlp(torch.cat([h_base, h_post], -1).to(self.gate.dtype)).squeeze(-1)
-        gate = self.gate + (self.gate.clamp(0, 1) - self.gate).detach()  # forward: clamp; backward: identity
-        return torch.sigmoid(x) * gate
+               ) -> torch.Tensor: # (...,) mixing weight
+        s0 = torch.sigmoid(torch.tensor(MIX_OFFSET))
+        return (torch.sigmoid(self.logit(h_base, h_post) + MIX_OFFSET) - s0) / (1 - s0)
 
 def new_mixing_head(model:PreTrainedModel, d_hidden:int|None=None, seed:int=0) -> MixingHead:
     "A fresh fp32 mixing head sized for `model`, on the model's device."
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return MixingHead(model.config.get_text_config().hidden_size, d_hidden).to(model.device)
+
 
 # %% ../nbs/04_thoughts.ipynb #569a7e75
 def _lookahead_targets(input_ids, attention_mask, anchors, A:int):
@@ -337,7 +388,7 @@ def _score_lookahead(model, marks, head, base_hidden, post_hidden, base_pos, tar
         return pick(base_logits[r], y), pick(lm_head(hp).float(), y)
     def score_mixed(r, hp, w, y):
         lb, lt = base_logits[r], lm_head(hp).float()  # (M, V) each
-        lm = lb + w[:, None].float() * (lt - lb)  # (1-w)·base + w·thought: exactly lb when w = 0
+        lm = mix_logits(lb, lt, w.float())  # exactly lb when w = 0
         return pick(lb, y), pick(lt, y), pick(lm, y)
     kw, shape = dict(chunk_rows=_chunk_rows(model)), (B, N, A)
     if head is None:
@@ -353,7 +404,7 @@ def _score_lookahead(model, marks, head, base_hidden, post_hidden, base_pos, tar
 class Thoughts:
     "Thoughts at every position of a batch of windows, and how they score on the look-ahead. Shapes in comments."
     tokens: torch.Tensor # (B, K, P, T) START, T-2 sampled tokens, END
-    logprobs: torch.Tensor # (B, K, P, T-2) policy log-probs of the sampled tokens at cfg.logprob_temperature
+    logprobs: torch.Tensor # (B, K, P, T-2) policy log-probs of the sampled tokens at cfg.policy_temperature
     positions: torch.Tensor # (B, P) text position each thought follows
     targets: torch.Tensor # (B, P, A) the true tokens x[i+1..i+A]
     valid: torch.Tensor # (B, P, A) bool: the target is a real token inside the window
@@ -404,8 +455,8 @@ def _sample_step(model, h, cfg, marks, generator):
     else:
         p = torch.softmax(logits / cfg.temperature if cfg.temperature != 1 else logits, -1)
         z = _sample_probs(p, generator)
-        if cfg.logprob_temperature == cfg.temperature: return z, p.gather(-1, z[:, None]).squeeze(-1).log()
-    return z, _pick_logprob(logits, z, cfg.logprob_temperature)
+        if cfg.policy_temperature == cfg.temperature: return z, p.gather(-1, z[:, None]).squeeze(-1).log()
+    return z, _pick_logprob(logits, z, cfg.policy_temperature)
 
 def _sample_chains(model, input_ids, attention_mask, cfg, marks, anchors, generator):
     "Text pass, then T-2 single-token chain steps sampling z_1..z_{T-2}: (base_hidden, cache, layout, tokens (B,N,T), logprobs)."
@@ -475,7 +526,7 @@ def thought_forward(model:PreTrainedModel, input_ids:torch.Tensor, # (B, L) righ
     h = h.transpose(1, 2)  # (B, N, C, D)
     D = h.shape[-1]
     logprobs = token_logprobs(model, h[:, :, :T-2].reshape(-1, D), flat[..., 1:T-1].reshape(-1), marks,
-                              cfg.logprob_temperature).view(B, N, T - 2)
+                              cfg.policy_temperature).view(B, N, T - 2)
     post = h[:, :, T-1:]  # (B, N, A, D)
     lb, lt, lm, w = _score_lookahead(model, marks, head, base_hidden, post, base_pos, targets)
     K, P = cfg.K, positions.shape[1]
@@ -492,7 +543,7 @@ def reference_thoughts(model:PreTrainedModel, input_ids:torch.Tensor, attention_
     "`thought_forward`'s outputs computed one window and one position at a time with the plain model (slow reference)."
     attention_mask, positions, anchors = _prepare(model, input_ids, attention_mask, cfg, marks, positions)
     (B, L), K, P, T, A = input_ids.shape, cfg.K, positions.shape[1], cfg.T, cfg.A
-    base_hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    base_hidden = transformer_body(model)(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
     targets, valid, base_pos, forced = _lookahead_targets(input_ids, attention_mask, anchors, A)
     D = base_hidden.shape[-1]
     post = base_hidden.new_zeros(B, K, P, A, D); logprobs = base_hidden.new_zeros(B, K, P, T - 2)
@@ -501,9 +552,9 @@ def reference_thoughts(model:PreTrainedModel, input_ids:torch.Tensor, attention_
             a = int(positions[b, p])
             seq = torch.cat([input_ids[b, :a+1].expand(K, -1), tokens[b, :, p], forced[b, p::P][:K]], -1)  # (K, a+T+A)
             mask = torch.cat([attention_mask[b, :a+1].expand(K, -1), torch.ones(K, T + A - 1, dtype=attention_mask.dtype, device=seq.device)], -1)
-            h = model.base_model(input_ids=seq, attention_mask=mask, use_cache=False).last_hidden_state  # (K, a+T+A, D)
+            h = transformer_body(model)(input_ids=seq, attention_mask=mask, use_cache=False).last_hidden_state  # (K, a+T+A, D)
             logprobs[b, :, p] = token_logprobs(model, h[:, a+1:a+T-1].reshape(-1, D), tokens[b, :, p, 1:T-1].reshape(-1), marks,
-                                               cfg.logprob_temperature).view(K, T - 2)
+                                               cfg.policy_temperature).view(K, T - 2)
             post[b, :, p] = h[:, a+T:a+T+A]
     flat = lambda x: x.reshape(B, K*P, *x.shape[3:])
     lb, lt, lm, w = _score_lookahead(model, marks, head, base_hidden, flat(post), base_pos, targets)
@@ -534,7 +585,9 @@ def is_thinking_model(path) -> bool:
 def save_thinking_model(th:Thinker, path) -> Path:
     "Save model, tokenizer, mixing head and thought config into folder `path`."
     path = Path(path).expanduser(); path.mkdir(parents=True, exist_ok=True)
-    th.model.save_pretrained(path); th.tok.save_pretrained(path)
+    model = th.model
+    if hasattr(model, "merge_and_unload"): model = copy.deepcopy(model).merge_and_unload()  # LoRA (peft): an ordinary folder
+    model.save_pretrained(path); th.tok.save_pretrained(path)
     save_file({k: v.detach().contiguous().cpu() for k, v in th.head.state_dict().items()}, str(path/HEAD_FILE))
     meta = dict(config=asdict(th.cfg), marks=asdict(th.marks), head=dict(d_model=th.head.d_model, d_hidden=th.head.d_hidden))
     (path/THOUGHTS_FILE).write_text(json.dumps(meta, indent=2))
@@ -591,7 +644,7 @@ def generate_plain(model:PreTrainedModel, tok:PreTrainedTokenizerBase, prompt:st
     ids = tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids.to(dev)
     cache, pending, out_ids, t0, ttft = DynamicCache(), ids, [], time.perf_counter(), 0.0
     for n in range(max_new_tokens):
-        h = model.base_model(input_ids=pending, cache=cache, use_cache=True).last_hidden_state[0, -1]
+        h = transformer_body(model)(input_ids=pending, cache=cache, use_cache=True).last_hidden_state[0, -1]
         logits = model.get_output_embeddings()(h).float()
         if marks is not None: logits[marks.ids] = float("-inf")
         x = _pick(logits, temperature, g)
@@ -617,7 +670,7 @@ def generate_with_thoughts(model:PreTrainedModel, tok:PreTrainedTokenizerBase, p
     check(ids.shape[1] >= 1, "the prompt is empty; give at least one token of text")
     check_thinking_model(model, cfg, ids.shape[1] + max_new_tokens, "prompt + max_new_tokens")
     lm_head, T = model.get_output_embeddings(), cfg.T
-    fwd = lambda x, cache: model.base_model(input_ids=x, cache=cache, use_cache=True).last_hidden_state[0]
+    fwd = lambda x, cache: transformer_body(model)(input_ids=x, cache=cache, use_cache=True).last_hidden_state[0]
     mark = lambda l: l.index_fill(-1, torch.tensor(marks.ids, device=dev), float("-inf"))
     cache, pending, ctx = DynamicCache(), ids, 0
     out_ids, thoughts, thought_ids, weights, t0, ttft = [], [], [], [], time.perf_counter(), 0.0
@@ -638,7 +691,7 @@ def generate_with_thoughts(model:PreTrainedModel, tok:PreTrainedTokenizerBase, p
         cache.crop(ctx - cache.get_seq_length())  # drop the thought's keys and values (5.24: crop(-n) removes n tokens)
         lb, lt = lm_head(h_base).float(), lm_head(h_post).float()
         w = head(h_base, h_post).float() if head is not None else torch.zeros((), device=dev)
-        x = _pick(mark(lb + w * (lt - lb)), temperature, g)
+        x = _pick(mark(mix_logits(lb, lt, w)), temperature, g)
         if n == 0: ttft = time.perf_counter() - t0
         out_ids.append(x); thought_ids.append(thought + [marks.end]); thoughts.append(tok.decode(thought[1:])); weights.append(float(w))
         if x == tok.eos_token_id: break

@@ -34,6 +34,9 @@ class Objective(nn.Module):
     def rollout(self, lm, batch:dict) -> dict: return {}
     def score(self, lm, batch:dict, rollout:dict) -> dict: return {}
     def loss(self, lm, batch:dict, rollout:dict, scores:dict) -> tuple[torch.Tensor, dict]: raise NotImplementedError
+    def param_groups(self, lr:float, objective_lr:float) -> list[dict]:
+        "Optimiser groups of the objective's own parameters (each in exactly one); default: all at `objective_lr`."
+        return [dict(params=[p for p in self.parameters() if p.requires_grad], lr=objective_lr)]
     def metrics(self, lm, batch:dict, rollout:dict, scores:dict, parts:dict) -> dict:
         "Numbers to log (floats); default: the loss parts."
         return {k: float(v) for k, v in parts.items()}
@@ -100,7 +103,7 @@ class TrainConfig:
     out_dir: str = "runs/train" # checkpoints, metrics.jsonl and tensorboard logs go here
     max_steps: int = 100 # optimiser steps; the run ends cleanly here
     lr: float = 1e-5 # AdamW learning rate of the language model (Quiet-STaR used 1e-6 on Mistral-7B)
-    objective_lr: float = 0.0 # learning rate of the objective's own new modules (mixing head, budget policy); 0 = lr
+    objective_lr: float = 1e-3 # learning rate of the objective's freshly initialised modules (mixing head, budget policy); 0 = lr
     weight_decay: float = 0.001 # Quiet-STaR's value
     adam_betas: tuple = (0.9, 0.999)
     warmup_steps: int = 20 # Quiet-STaR's value
@@ -330,8 +333,13 @@ class Trainer:
         if cfg.init_from: self._init_weights(module, Path(cfg.init_from))
         # freshly initialised heads learn at their own rate: with the LM's small lr a zero-initialised mixing weight
         # would move by ~lr per Adam step and stay near 0 for thousands of steps
+        # (their groups come from the objective, e.g. thought markers at a multiple of the LM's lr)
         groups = [dict(params=[p for p in module.lm.parameters() if p.requires_grad], lr=cfg.lr),
-                  dict(params=[p for p in module.objective.parameters() if p.requires_grad], lr=cfg.objective_lr or cfg.lr)]
+                  *self.objective.param_groups(cfg.lr, cfg.objective_lr or cfg.lr)]
+        own = {id(p) for p in module.objective.parameters() if p.requires_grad}
+        grouped = [id(p) for g in groups[1:] for p in g["params"] if p.requires_grad]
+        check(sorted(grouped) == sorted(own), f"{type(self.objective).__name__}.param_groups must list each of its trainable "
+              f"parameters exactly once ({len(grouped)} listed, {len(own)} trainable)")
         opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=cfg.weight_decay, betas=cfg.adam_betas)
         from transformers import get_scheduler
         sched = get_scheduler(cfg.schedule, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.max_steps)

@@ -63,7 +63,7 @@ def test_variable_budget_equals_fixed_budget_generator(arch):
     m, tok = tiny_model(arch)
     marks = add_thought_tokens(m, tok, ThoughtConfig())
     head = new_mixing_head(m)
-    with torch.no_grad(): head.gate.fill_(0.7)  # a nonzero mixing weight, so mixed ≠ base
+    with torch.no_grad(): head.mlp[2].bias.add_(4.0 + 0.7); head.mlp[2].weight.mul_(2.0)  # a nonzero mixing weight, so mixed ≠ base
     cfg = BudgetConfig(budgets=(0, 2, 3, 5), lookaheads=(1, 3), n_thoughts=2)
     torch.manual_seed(0)
     ids = torch.randint(0, 1000, (2, 14)); am = torch.ones_like(ids); am[1, 11:] = 0  # right padding
@@ -96,7 +96,7 @@ def test_variable_budget_equals_fixed_budget_generator(arch):
 def test_budget_zero_is_the_base_model(tiny):
     m, tok, marks = tiny
     th = Thinker(m, tok, ThoughtConfig(thought_len=4), marks, new_mixing_head(m))
-    with torch.no_grad(): th.head.gate.fill_(1.0)
+    with torch.no_grad(): th.head.mlp[2].bias.add_(4.0 + 1.0); th.head.mlp[2].weight.mul_(2.0)
     from ntp_rl.data import make_windows
     ws = make_windows([tok("In the year 2889 the Earth Herald spoke to millions of subscribers every morning.").input_ids],
                       window=12, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id, boundaries="split")
@@ -179,3 +179,19 @@ def test_bad_budget_configs(tmp_path):
         r = subprocess.run([sys.executable, "-c", SCRIPT, *BG, *args, f"out_dir={tmp_path/'x'}"], capture_output=True,
                            text=True, cwd=ROOT, timeout=120)
         assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
+def test_fresh_budget_objective_has_a_learning_signal(tmp_path):
+    "Issue 11's fixes reach the budget objective: one backward on a fresh objective reaches the markers and every head parameter."
+    from ntp_rl.trainer import load_train_config
+    seed_everything(0)
+    tr = Trainer(load_train_config(overrides=[*BG, "objective_args.budgets=[0,4]", "objective_args.explore=0.5",
+                                              f"out_dir={tmp_path}", "max_steps=1"]))
+    m = tr.acc.unwrap_model(tr.module)
+    b = next(tr.stream)
+    out = m(**b)
+    out["loss"].backward()
+    obj = m.objective
+    assert obj.markers.weight.grad is not None and obj.markers.weight.grad.norm() > 0
+    for n, p in obj.head.named_parameters(): assert p.grad is not None and p.grad.abs().sum() > 0, n
+    assert out["metrics"]["gain_mean"] != 0  # the unmixed gain is not multiplied by w = 0

@@ -45,3 +45,109 @@ curriculum:
     stages = [json.loads(l)["stage"] for l in r.stdout.strip().splitlines()]
     assert stages == ["think", "ntp"]
     assert sorted(p.name for p in (tmp_path/"cur").iterdir()) == ["0_think", "1_ntp"]
+
+
+# ---- the learning signal (issue 11): alive at step 0, and it learns where a thought is informative ----
+import math as _math
+import torch
+from ntp_rl.core import ModelConfig, DataConfig, tiny_model, seed_everything
+from ntp_rl.thoughts import new_mixing_head, mix_logits
+from ntp_rl.quietstar import QuietStarConfig, QuietStarObjective, advantages
+from ntp_rl.trainer import TrainConfig, Trainer
+
+
+def _qs_cfg(tmp_path, **kw):
+    args = dict(thought_len=4, n_ahead=2, n_thoughts=2, n_positions=6) | kw.pop("objective_args", {})
+    kw = dict(max_steps=1, lr=1e-4, warmup_steps=0, save_every=1) | kw
+    return TrainConfig(objective="quietstar", objective_args=args, model=ModelConfig("tiny-llama", device="cpu"),
+                       data=DataConfig("verne", window=24, batch_size=2), out_dir=str(tmp_path), **kw)
+
+
+def test_perfect_thought_opens_the_mixing_head():
+    """A thought-conditioned prediction that knows the target (the post-thought state is the target's embedding):
+    within 100 Adam steps at the trainer's default objective lr, the head learns to trust it (w > 0.5) and the mixed
+    NLL falls more than 1 nat below the base NLL. A gated or zero-gradient head could not move in time."""
+    seed_everything(0)
+    model, tok = tiny_model("llama")
+    ids = tok(["The year 2889 was a year of wonders, and the city hummed with machines."], return_tensors="pt").input_ids
+    with torch.no_grad():
+        hb = model.model(ids).last_hidden_state[0, :-1]  # (P, D) real base states
+    y = ids[0, 1:]  # (P,) targets
+    E = model.get_output_embeddings().weight.detach()
+    hp = 20 * E[y] / (E[y] ** 2).sum(-1, keepdim=True) + 0.1 * torch.randn_like(hb)  # logit 20 on the target: informative
+    lm_head = model.get_output_embeddings()
+    with torch.no_grad():
+        lb, lt = lm_head(hb).float(), lm_head(hp).float()
+    nll = lambda logits: -torch.log_softmax(logits, -1).gather(-1, y[:, None]).mean()
+    assert nll(lt) < nll(lb) - 2  # the thought really is informative
+    head = new_mixing_head(model)
+    opt = torch.optim.AdamW(head.parameters(), lr=TrainConfig().objective_lr, weight_decay=0.001)
+    for _ in range(100):
+        loss = nll(mix_logits(lb, lt, head(hb, hp)))
+        opt.zero_grad(); loss.backward(); opt.step()
+    with torch.no_grad():
+        w = head(hb, hp)
+        mixed = nll(mix_logits(lb, lt, w))
+    assert w.mean() > 0.5, float(w.mean())
+    assert mixed < nll(lb) - 1, (float(mixed), float(nll(lb)))
+
+
+def _start_row_step(tmp_path, scale):
+    seed_everything(0)
+    tr = Trainer(_qs_cfg(tmp_path/f"s{scale}", objective_args=dict(marker_lr_scale=scale)))
+    me = tr.acc.unwrap_model(tr.module).objective.markers
+    w0 = me.weight.detach().clone()
+    tr.train_step()
+    return (me.weight.detach() - w0)[0].norm().item()
+
+
+def test_marker_learning_rate_multiplier_is_real(tmp_path):
+    "One trainer step with marker_lr_scale=100 moves the START row ≈ 100× as far as with 1 (Adam ignores gradient scale)."
+    ratio = _start_row_step(tmp_path, 100.0) / _start_row_step(tmp_path, 1.0)
+    assert 80 < ratio < 120, ratio
+
+
+def test_lora_keeps_markers_trainable(tmp_path):
+    "Under LoRA the markers and the adapters change; every other base weight is unchanged."
+    seed_everything(0)
+    tr = Trainer(_qs_cfg(tmp_path, lora_r=4, max_steps=2, lr=1e-2))
+    m = tr.acc.unwrap_model(tr.module)
+    before = {n: p.detach().clone() for n, p in m.lm.named_parameters()}
+    mk0 = m.objective.markers.weight.detach().clone()
+    tr.train_step(); tr.train_step()
+    changed = {n for n, p in m.lm.named_parameters() if not torch.equal(before[n], p.detach())}
+    assert changed and all("lora_" in n for n in changed), sorted(changed)[:5]
+    assert not torch.equal(mk0, m.objective.markers.weight.detach())
+    # the saved thinking model carries the learned markers
+    path = tr.save()
+    from ntp_rl.thoughts import load_thinking_model
+    th = load_thinking_model(path/"model", device="cpu")
+    torch.testing.assert_close(th.model.get_input_embeddings().weight[th.marks.ids], m.objective.markers.weight.detach())
+
+
+def test_one_thought_per_position_uses_a_running_baseline():
+    "K = 1: the advantage is reward − running mean (not identically 0), and a bare call without a baseline is refused."
+    seed_everything(0)
+    model, tok = tiny_model("llama")
+    obj = QuietStarObjective(QuietStarConfig(thought_len=4, n_ahead=2, n_thoughts=1), tok)
+    model = obj.prepare_model(model.train())
+    enc = tok(["The year 2889 was a year of wonders.", "Two plus two is four, said the machine."], return_tensors="pt", padding=True)
+    batch = dict(input_ids=enc.input_ids, attention_mask=enc.attention_mask)
+    parts = [obj.loss(model, batch, obj.rollout(model, batch), {})[1] for _ in range(2)]
+    assert all(float(p["advantage"]) > 0 for p in parts) and parts[1]["policy"].item() != 0
+    assert float(obj.reward_ema[1]) > 1  # two updates of the decayed count
+    with pytest.raises(Exception, match="n_thoughts >= 2"):
+        advantages(torch.zeros(1, 1, 3))
+
+
+def test_pause_control_writes_the_filler(tmp_path):
+    "thought_source='filler': every thought is START, the filler token repeated, END; no REINFORCE."
+    seed_everything(0)
+    tr = Trainer(_qs_cfg(tmp_path, objective_args=dict(thought_source="filler", n_thoughts=1)))
+    obj = tr.acc.unwrap_model(tr.module).objective
+    b = next(tr.stream)
+    ro = obj.rollout(tr.acc.unwrap_model(tr.module).lm, b)
+    t = ro["tokens"]
+    assert (t[..., 0] == obj.marks.start).all() and (t[..., -1] == obj.marks.end).all() and (t[..., 1:-1] == obj.filler).all()
+    m = tr.train_step()
+    assert m["policy"] == 0 and _math.isfinite(m["loss"])

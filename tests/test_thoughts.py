@@ -17,8 +17,8 @@ def _setup(arch="llama", attn="sdpa", K=2, T=4, A=3, gate=0.7):
     model, tok = tiny_model(arch, attn_implementation=attn)
     cfg = ThoughtConfig(thought_len=T, n_ahead=A, n_thoughts=K)
     th = make_thinker(model, tok, cfg)
-    with torch.no_grad():  # a head that actually mixes (w in (0, 1))
-        th.head.gate.fill_(gate)
+    with torch.no_grad():  # a head that actually mixes (w ≈ gate, varying by position)
+        th.head.mlp[2].bias.add_(4.0 + gate); th.head.mlp[2].weight.mul_(2.0)
     enc = tok(TEXTS, return_tensors="pt", padding=True)
     assert enc.attention_mask.sum(1).unique().numel() == 3  # three different lengths: right padding is exercised
     return th, enc
@@ -129,7 +129,7 @@ def test_other_llama_family_models(family):
     seed_everything(0)
     model = transformers.AutoModelForCausalLM.from_config(cfg).eval()
     th = make_thinker(model, tok, ThoughtConfig(thought_len=4, n_ahead=2, n_thoughts=1))
-    with torch.no_grad(): th.head.gate.fill_(0.5)
+    with torch.no_grad(): th.head.mlp[2].bias.add_(4.0 + 0.5); th.head.mlp[2].weight.mul_(2.0)
     enc = tok(TEXTS, return_tensors="pt", padding=True)
     par = sample_thoughts(th.model, enc.input_ids, enc.attention_mask, th.cfg, th.marks, th.head)
     ref = reference_thoughts(th.model, enc.input_ids, enc.attention_mask, par.tokens, th.cfg, th.marks, th.head)
@@ -212,7 +212,7 @@ def test_inference_matches_training_semantics(arch):
     model, tok = tiny_model(arch)
     cfg = ThoughtConfig(thought_len=4, n_ahead=1, temperature=0.0)
     th = make_thinker(model, tok, cfg)
-    with torch.no_grad(): th.head.gate.fill_(1.0)
+    with torch.no_grad(): th.head.mlp[2].bias.add_(4.0 + 1.0); th.head.mlp[2].weight.mul_(2.0)
     prompt = "Once upon a time"
     gen = generate_with_thoughts(model, tok, prompt, cfg, max_new_tokens=5, head=th.head)
     plain = generate_plain(model, tok, prompt, max_new_tokens=5, marks=th.marks)
@@ -279,7 +279,7 @@ def test_smollm2_exact_on_a_few_positions():
     model, tok = load_model("smollm2-135m", device="cpu")
     cfg = ThoughtConfig(thought_len=4, n_ahead=2, n_thoughts=1)
     th = make_thinker(model, tok, cfg)
-    with torch.no_grad(): th.head.gate.fill_(0.5)
+    with torch.no_grad(): th.head.mlp[2].bias.add_(4.0 + 0.5); th.head.mlp[2].weight.mul_(2.0)
     enc = tok(TEXTS[:2], return_tensors="pt", padding=True)
     pos = torch.tensor([0, 3, 6])
     par = sample_thoughts(model, enc.input_ids, enc.attention_mask, cfg, th.marks, th.head, positions=pos)
