@@ -141,7 +141,8 @@ CASES = [  # (id, command, arguments, culprit named in the error line, output lo
         (["data.window=[1]"], "DataConfig.window=[1] is a list"), (["lr=[1"], "is not valid YAML"),
         (["objective=budget", "objective_args.budgets=abc"], "BudgetConfig.budgets='abc' is a str"),
         (["objective=budget", "objective_args.budgets=[0, 2.5]"], "BudgetConfig.budgets=[0, 2.5]; give whole numbers"),
-        (["objective=quietstar", "objective_args.clamp_negative_advantage=maybe"], "clamp_negative_advantage='maybe' is a str"),
+        (["objective=quietstar", "objective_args.advantage=3"], "QuietStarConfig.advantage=3 is an int"),
+        (["objective=quietstar", "objective_args.base_weight=yes"], "QuietStarConfig.base_weight='yes' is a str"),
         (["objective=quietstar", "data.window=1020"], "beyond the model's context")]],  # fails at step 1, after out_dir exists
     ("train-out-readonly", "ntp_rl_train", [*T, f"out_dir={RO}"], RO, RO),
     ("train-out-is-file", "ntp_rl_train", [*T, "out_dir={d}/latin1.txt"], "latin1.txt is a file", "{d}/latin1.txt"),
