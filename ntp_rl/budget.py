@@ -27,7 +27,7 @@ __all__ = ['BUDGET_PRIORS', 'LAMBDA_SAMPLING', 'BUDGET_FILE', 'POLICY_FILE', 'EN
            'decision_positions', 'BudgetObjective', 'AdaptiveThinker', 'is_budget_model', 'save_budget_model',
            'load_budget_model', 'AdaptiveGeneration', 'generate_adaptive', 'budget_overlay', 'place_fixed',
            'place_entropy', 'place_random', 'place_policy', 'evaluate_placement', 'spearman', 'summarize_placement',
-           'think_adaptive', 'adaptive_page', 'explore_generation', 'think_cli']
+           'think_adaptive', 'adaptive_page', 'explore_generation']
 
 # %% ../nbs/06_budget.ipynb #222f67fe
 BUDGET_PRIORS = ("geometric", "uniform") # the prior of the KL regulariser on the budget distribution
@@ -61,7 +61,12 @@ class BudgetConfig:
     init_text: str = "---" # the markers start as the embedding of this text
     mixing_hidden: int = 0 # width of the mixing head's hidden layer (0 = the model's hidden size)
     def __post_init__(self):
-        self.budgets, self.lookaheads = tuple(int(b) for b in self.budgets), tuple(int(a) for a in self.lookaheads)
+        check_fields(self)
+        for name in ("budgets", "lookaheads"):
+            v = getattr(self, name)
+            check(all(isinstance(x, int) and not isinstance(x, bool) for x in v),
+                  f"BudgetConfig.{name}={v!r}; give whole numbers, e.g. {getattr(BudgetConfig, name)}")
+        self.budgets, self.lookaheads = tuple(self.budgets), tuple(self.lookaheads)
         b, a = self.budgets, self.lookaheads
         check(len(b) >= 2 and b[0] == 0 and list(b) == sorted(set(b)), f"budgets={b}; give increasing distinct thought "
               "lengths starting with 0, e.g. (0, 2, 4, 8)")
@@ -499,9 +504,12 @@ def load_budget_model(path, dtype:str="float32", device:str="auto") -> AdaptiveT
     check(is_budget_model(path), f"{path} has no {BUDGET_FILE}; give a folder written by save_budget_model or a "
           f"checkpoint of a run with objective=budget")
     th = load_thinking_model(path, dtype=dtype, device=device)
-    meta = json.loads((path/BUDGET_FILE).read_text())
-    cfg = BudgetConfig(**meta["config"])
-    pol = BudgetPolicy(budgets=cfg.budgets, lookaheads=cfg.lookaheads, **meta["policy"])
+    fix = "re-save it with save_budget_model (or use a checkpoint of a run with objective=budget)"
+    meta = read_json(path/BUDGET_FILE, fix)
+    try:
+        cfg = BudgetConfig(**meta["config"])
+        pol = BudgetPolicy(budgets=cfg.budgets, lookaheads=cfg.lookaheads, **meta["policy"])
+    except (KeyError, TypeError) as e: raise NtpRlError(f"{path/BUDGET_FILE} does not describe a budget policy ({e}); {fix}") from None
     pol.load_state_dict(load_file(str(path/POLICY_FILE)))
     return AdaptiveThinker(th, pol.to(th.model.device).eval(), cfg)
 
@@ -688,6 +696,12 @@ def think_adaptive(model:str="smollm2-135m", # a budget-model folder (a checkpoi
                    show_thoughts:bool=False, out=None) -> AdaptiveGeneration:
     "Adaptive generation from the command line's arguments: text, per-token budgets and thoughts, cost and TTFT."
     out = out or sys.stdout
+    check(lam >= 0, f"lam={lam}; the price of a thought token is 0 or more (higher: fewer thoughts)")
+    check(decision in ("greedy", "sample"), f"decision={decision!r}; use 'greedy' or 'sample'")
+    check(isinstance(max_new_tokens, int) and max_new_tokens >= 1, f"max_new_tokens={max_new_tokens}; generate at least 1 token")
+    check(temperature >= 0 and thought_temperature >= 0, f"temperature={temperature}, thought_temperature={thought_temperature}; "
+          "use 0 (greedy) or a positive temperature")
+    check(bool(prompt), "the prompt is empty; give some text to continue")
     seed_everything(seed)
     if is_budget_model(model) or (Path(model).expanduser()/"model"/BUDGET_FILE).exists():
         at = load_budget_model(model, dtype=dtype, device=device)
@@ -740,26 +754,3 @@ def explore_generation(gen:AdaptiveGeneration):
     sel.observe(draw, "value"); draw()
     return W.VBox([sel, text, detail])
 
-def think_cli(argv=None):
-    "Console entry point `ntp_rl_think`: a thought before every token, or with --adaptive only where the budget policy says."
-    ap = think_parser()
-    ap.description = ("Generate text with thoughts: a fixed Quiet-STaR thought before every token, or (--adaptive) a learned "
-                      "per-token budget at price --lam.")
-    ap.add_argument("--adaptive", action="store_true", help="think only where the trained budget policy says (--model: a budget-model folder)")
-    ap.add_argument("--lam", type=float, default=0.01, help="adaptive: price per thought token in nats per look-ahead token (higher: fewer thoughts)")
-    ap.add_argument("--decision", default="greedy", choices=["greedy", "sample"], help="adaptive: how budgets are picked")
-    ap.add_argument("--html", default="", help="adaptive: also write the overlay page (entropy shading, budgets, thoughts) to this file")
-    a = ap.parse_args(argv)
-    def _main():
-        if not a.adaptive:
-            check(not a.html, "--html needs --adaptive (the page shows where the policy chose to think)")
-            return think(a.model, a.prompt, a.thought_len, a.max_new_tokens, a.temperature, a.thought_temperature, a.seed,
-                         a.device, a.dtype, a.show_thoughts, a.compare)
-        check(a.thought_len is None, "--thought-len is for fixed thoughts; with --adaptive the policy picks each token's budget")
-        gen = think_adaptive(a.model, a.prompt, a.lam, a.max_new_tokens, a.temperature, a.thought_temperature, a.decision,
-                             a.seed, a.device, a.dtype, a.show_thoughts)
-        if a.html:
-            Path(a.html).write_text(adaptive_page([gen]), encoding="utf-8")
-            print(f"page: {a.html}", file=sys.stderr)
-        return gen
-    run_cli(_main)

@@ -45,6 +45,7 @@ class QuietStarConfig:
     n_positions: int = 0 # think after this many random positions per window (0 = every position, as the original)
     mixing_hidden: int = 0 # width of the mixing head's hidden layer (0 = the model's hidden size, as the original)
     def __post_init__(self):
+        check_fields(self)
         self.thought_config()  # T >= 2, A >= 1, K >= 1, temperatures
         check(self.advantage in ADVANTAGES, f"advantage={self.advantage!r}; use one of: {', '.join(ADVANTAGES)}")
         check(self.thought_source in THOUGHT_SOURCES, f"thought_source={self.thought_source!r}; use one of: {', '.join(THOUGHT_SOURCES)}")
@@ -240,6 +241,7 @@ class DistillConfig:
     teacher_temperature: float = 0.0 # the teacher's thought sampling temperature (released: 0.001, i.e. near-greedy)
     logprob_temperature: float = 3.0 # temperature of the student's log π in the "released" RL term
     def __post_init__(self):
+        check_fields(self)
         check(min(self.kl_weight, self.rl_weight, self.nll_weight) >= 0 and self.kl_weight + self.rl_weight + self.nll_weight > 0,
               "distill weights must be >= 0 and not all 0; set kl_weight, rl_weight or nll_weight")
         check(self.rl_reward in DISTILL_RL, f"rl_reward={self.rl_reward!r}; use one of: {', '.join(DISTILL_RL)}")

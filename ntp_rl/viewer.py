@@ -16,7 +16,7 @@ from .entropy import *
 
 # %% auto #0
 __all__ = ['LIGHT', 'DARK', 'CSS', 'SORTS', 'shade', 'token_tip', 'render_tokens', 'legend', 'render_page', 'EntropyRun',
-           'ViewerServer', 'serve', 'export_page', 'view_cli', 'explore']
+           'ViewerServer', 'serve', 'export_page', 'explore']
 
 # %% ../nbs/03_viewer.ipynb #c8c9e4a7
 LIGHT, DARK = (255, 255, 255), (8, 48, 107)  # white to dark blue (matplotlib's Blues end points)
@@ -134,6 +134,8 @@ class EntropyRun:
     def __init__(self, folder:str|Path, # a folder written by ntp_rl_entropy
                  vmax:float|None=None, # colour scale (None: the run's 99th entropy percentile)
                 ):
+        check(vmax is None or (isinstance(vmax, (int, float)) and math.isfinite(vmax) and vmax > 0),
+              f"vmax={vmax}; give the entropy drawn darkest as a positive number (or leave it out)")
         self.folder = Path(folder)
         self.windows = window_table(self.folder)  # index: window id
         self.vocab, self.info = load_vocab(self.folder), run_info(self.folder)
@@ -172,6 +174,7 @@ class EntropyRun:
 
     def page(self, n:int=20, page:int=0, sort:str="mean_desc", links:bool=True) -> str:
         "The HTML page for (n, page, sort); `links` adds sort and paging links (off for an exported file)."
+        check(sort in SORTS, f"sort={sort!r}; use one of: {', '.join(SORTS)}")
         check(n >= 1, f"n={n}; show at least one example per page")
         P = self.n_pages(n)
         check(0 <= page < P, f"page={page} is out of range; use 0 to {P-1}")
@@ -191,6 +194,7 @@ class EntropyRun:
 # %% ../nbs/03_viewer.ipynb #d4a463e2
 class _Handler(BaseHTTPRequestHandler):
     server_version = "ntp_rl_view"
+    timeout = 30  # seconds an idle connection may hold a thread (a client that connects and sends nothing)
     def log_message(self, fmt, *args): pass  # a page per request would flood the terminal
 
     def _send(self, code:int, body:str, ctype:str="text/html; charset=utf-8"):
@@ -198,7 +202,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(code)
         self.send_header("Content-Type", ctype); self.send_header("Content-Length", str(len(data)))
         self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'")
+        self.send_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; frame-ancestors 'none'")
         self.end_headers(); self.wfile.write(data)
 
     def do_GET(self):
@@ -211,16 +215,23 @@ class _Handler(BaseHTTPRequestHandler):
             body = self.server.render(self.server.n, page, sort)
         except (ValueError, NtpRlError) as e:
             return self._send(400, f"bad request: {e}\n", "text/plain; charset=utf-8")
+        except Exception as e:  # a bug: one line on the console and a 500, never a dropped connection
+            print(f"error: {self.path}: {error_message(e)[1]}", file=sys.stderr)
+            return self._send(500, "internal error\n", "text/plain; charset=utf-8")
         self._send(200, body)
 
 class ViewerServer(ThreadingHTTPServer):
     "A threaded HTTP server for one `EntropyRun`; pages are rendered once and cached."
     daemon_threads = True
     request_queue_size = 256  # the default backlog of 5 drops bursts of concurrent connections
-    def __init__(self, run:EntropyRun, n:int=20, host:str="127.0.0.1", port:int=7860):
+    def __init__(self, run:EntropyRun, n:int=20, host:str="127.0.0.1", port:int=7860, idle_timeout:float=30):
         self.run, self.n, self._lock = run, n, threading.Lock()
         self._page = functools.lru_cache(maxsize=256)(run.page)
-        super().__init__((host, port), _Handler)
+        super().__init__((host, port), type("Handler", (_Handler,), dict(timeout=idle_timeout)))
+    def handle_error(self, request, client_address):
+        "A client that hangs up mid-answer is normal; anything else is one line, not a traceback per request."
+        e = sys.exc_info()[1]
+        if not isinstance(e, (ConnectionError, TimeoutError)): print(f"error: {client_address[0]}: {error_message(e)[1]}", file=sys.stderr)
     def render(self, n:int, page:int, sort:str) -> str:
         "The page, rendered once under a lock (a burst of requests for a new page costs one render), then cached."
         with self._lock: return self._page(n, page, sort)
@@ -231,11 +242,13 @@ def serve(folder:str|Path, # entropy folder
           port:int=7860, # 0 picks a free port
           n:int=20, # examples per page
           vmax:float|None=None, # colour scale (None: 99th percentile)
+          idle_timeout:float=30, # seconds before an idle connection is closed
          ) -> ViewerServer:
     "Open `folder` and start serving its pages on a background thread; `.shutdown()` stops it."
     check(n >= 1, f"--n {n}; show at least one example per page")
+    check(isinstance(port, int) and 0 <= port <= 65535, f"--port {port}; use a port from 1 to 65535 (0: any free port)")
     run = EntropyRun(folder, vmax)
-    try: srv = ViewerServer(run, n, host, port)
+    try: srv = ViewerServer(run, n, host, port, idle_timeout)
     except OSError as e: raise NtpRlError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port "
                                           f"or stop what is using it") from None
     threading.Thread(target=srv.serve_forever, daemon=True).start()
@@ -243,39 +256,11 @@ def serve(folder:str|Path, # entropy folder
 
 def export_page(folder:str|Path, path:str|Path, n:int=20, sort:str="mean_desc", vmax:float|None=None) -> Path:
     "Write the first page of `folder` (n examples in `sort` order) as one self-contained HTML file."
+    path = check_writable(path, "file")
     html_text = EntropyRun(folder, vmax).page(n, 0, sort, links=False)
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html_text, encoding="utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, html_text)
     return path
-
-# %% ../nbs/03_viewer.ipynb #2d72c87f
-def view_cli():
-    "Console script `ntp_rl_view`: serve an entropy folder as a web page, or `--export` it as one HTML file."
-    import argparse, time
-    p = argparse.ArgumentParser(prog="ntp_rl_view", description=view_cli.__doc__)
-    p.add_argument("--entropies", default="runs/entropy", help="a folder written by ntp_rl_entropy")
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: this machine only)")
-    p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--n", type=int, default=20, help="examples per page")
-    p.add_argument("--sort", default="mean_desc", choices=SORTS, help="order of an exported page")
-    p.add_argument("--vmax", type=float, default=None, help="entropy drawn darkest (default: the run's 99th percentile)")
-    p.add_argument("--export", default=None, metavar="PAGE.html", help="write one self-contained page and exit")
-    a = p.parse_args()
-    def main():
-        if a.export:
-            print(f"wrote {export_page(a.entropies, a.export, a.n, a.sort, a.vmax)}"); return
-        srv = serve(a.entropies, a.host, a.port, a.n, a.vmax)
-        try: loopback = ipaddress.ip_address(a.host).is_loopback
-        except ValueError: loopback = a.host == "localhost"
-        if not loopback: print(f"warning: serving on {a.host}, reachable from other machines", file=sys.stderr)
-        print(f"serving {a.entropies} on http://{a.host}:{srv.server_address[1]}/ (Ctrl-C to stop)", flush=True)
-        # Ctrl-C and SIGTERM both stop the server; installed explicitly because a process started in the background by a
-        # non-interactive shell inherits SIGINT as ignored, and Python then never raises KeyboardInterrupt
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM): signal.signal(sig, lambda *_: stop.set())
-        stop.wait()
-        srv.shutdown()
-    run_cli(main)
 
 # %% ../nbs/03_viewer.ipynb #5d2a8810
 def explore(folder:str|Path, # entropy folder

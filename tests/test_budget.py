@@ -159,7 +159,7 @@ def test_budget_resume_is_exact(tmp_path):
     at = load_budget_model(checkpoints(a)[-1], device="cpu")
     assert at.cfg.budgets == (0, 2, 4) and at.thinker.cfg.thought_len == 4
     page = tmp_path/"page.html"
-    r = run([sys.executable, "-c", "from ntp_rl.budget import think_cli; think_cli()", "--adaptive", "--model",
+    r = run([sys.executable, "-c", "from ntp_rl.cli import ntp_rl_think; ntp_rl_think()", "--adaptive", "--model",
              str(checkpoints(a)[-1]), "--lam", "0.0", "--max-new-tokens", "4", "--show-thoughts", "--decision", "sample",
              "--html", str(page)])
     assert "thought tokens per token" in r.stdout and "TTFT" in r.stdout and " b=" in r.stdout
