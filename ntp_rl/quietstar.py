@@ -15,8 +15,8 @@ from .trainer import Objective
 
 # %% auto #0
 __all__ = ['QuietStarConfig', 'lookahead_reward', 'advantages', 'masked_mean', 'quietstar_loss', 'scale_rows_grad',
-           'QuietStarObjective', 'lookahead_nll', 'DistillConfig', 'teacher_mixed_logprobs', 'distill_loss',
-           'DistillObjective']
+           'QuietStarObjective', 'lookahead_sums', 'lookahead_nll', 'DistillConfig', 'mixed_next_logprobs',
+           'teacher_mixed_logprobs', 'distill_loss', 'DistillObjective']
 
 # %% ../nbs/05_quietstar.ipynb #f382c991
 @dataclass
@@ -125,6 +125,12 @@ class QuietStarObjective(Objective):
         save_thinking_model(Thinker(lm, self.tok, self.tcfg, self.marks, self.head), path)
 
 # %% ../nbs/05_quietstar.ipynb #e9abfc30
+def lookahead_sums(t:Thoughts) -> dict:
+    "Summed NLL over the valid look-ahead tokens of `t`: base, thought-conditioned and mixed, and how many tokens."
+    v = t.valid[:, None].float()  # (B, 1, P, A)
+    return dict(base=-float((t.base_logprobs[:, None] * v).sum()), thought=-float((t.lookahead_logprobs * v).sum()),
+                mixed=-float((t.mixed_logprobs * v).sum()), tokens=int(v.sum()))
+
 @torch.no_grad()
 def lookahead_nll(th:Thinker, # the thinking model (its mixing head included)
                   windows, # `Windows` to score (e.g. the validation split)
@@ -134,16 +140,13 @@ def lookahead_nll(th:Thinker, # the thinking model (its mixing head included)
     from ntp_rl.data import iter_batches
     cfg = ThoughtConfig(**{**asdict(th.cfg), "n_thoughts": 1, **({} if temperature is None else dict(temperature=temperature))})
     g = torch.Generator(device=th.model.device).manual_seed(seed)
-    sums, n = dict(base=0.0, thought=0.0, mixed=0.0), 0
+    sums = dict(base=0.0, thought=0.0, mixed=0.0, tokens=0)
     was = th.model.training; th.model.eval()
     for b in iter_batches(windows, batch_size, device=th.model.device):
         t = sample_thoughts(th.model, b["input_ids"], b["attention_mask"], cfg, th.marks, th.head, generator=g)
-        v = t.valid[:, None].float()  # (B, 1, P, A)
-        sums["base"] -= float((t.base_logprobs[:, None] * v).sum())
-        sums["thought"] -= float((t.lookahead_logprobs * v).sum())
-        sums["mixed"] -= float((t.mixed_logprobs * v).sum())
-        n += int(v.sum())
+        for k, v in lookahead_sums(t).items(): sums[k] += v
     th.model.train(was)
+    n = sums.pop("tokens")
     return {f"nll_{k}": s / max(n, 1) for k, s in sums.items()} | dict(tokens=n)
 
 # %% ../nbs/05_quietstar.ipynb #3ca67cf9
@@ -163,10 +166,8 @@ class DistillConfig:
               "give a folder written by save_thinking_model or a checkpoint-N folder")
 
 # %% ../nbs/05_quietstar.ipynb #70973f43
-def teacher_mixed_logprobs(th:Thinker, input_ids:torch.Tensor, attention_mask:torch.Tensor, temperature:float=0.0) -> torch.Tensor:
-    "The teacher's full-vocabulary mixed next-token log-probs at every position, (B, L, V'), thought markers excluded."
-    cfg = ThoughtConfig(thought_len=th.cfg.thought_len, n_ahead=1, n_thoughts=1, temperature=temperature)
-    t = sample_thoughts(th.model, input_ids, attention_mask, cfg, th.marks, th.head)
+def mixed_next_logprobs(th:Thinker, t:Thoughts) -> torch.Tensor:
+    "Full-vocabulary mixed next-token log-probs at every position of thoughts `t` (its first thought), (B, L, V'), thought markers excluded."
     lm_head = th.model.get_output_embeddings()
     lb = lm_head(t.base_hidden).float()  # (B, L, V)
     lt = lm_head(t.post_hidden[:, 0, :, 0]).float()  # (B, L, V): after END
@@ -174,6 +175,11 @@ def teacher_mixed_logprobs(th:Thinker, input_ids:torch.Tensor, attention_mask:to
     mixed = lb + w * (lt - lb)
     mixed[..., th.marks.ids] = float("-inf")
     return torch.log_softmax(mixed, -1)
+
+def teacher_mixed_logprobs(th:Thinker, input_ids:torch.Tensor, attention_mask:torch.Tensor, temperature:float=0.0) -> torch.Tensor:
+    "The teacher's full-vocabulary mixed next-token log-probs at every position, (B, L, V'), thought markers excluded."
+    cfg = ThoughtConfig(thought_len=th.cfg.thought_len, n_ahead=1, n_thoughts=1, temperature=temperature)
+    return mixed_next_logprobs(th, sample_thoughts(th.model, input_ids, attention_mask, cfg, th.marks, th.head))
 
 def distill_loss(student_logits:torch.Tensor, # (B, L, V) student next-token logits (no thoughts)
                  teacher_logprobs:torch.Tensor, # (B, L, V) teacher mixed log-probs

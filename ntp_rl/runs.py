@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_runs.ipynb #61decfb4
 from __future__ import annotations
-import argparse, ast, datetime, io, itertools, json, os, re, shlex, shutil, sys, time, tokenize
+import argparse, ast, datetime, io, itertools, json, os, re, shlex, shutil, sys, tempfile, time, tokenize
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 import yaml
@@ -13,9 +13,9 @@ from .core import *
 # %% auto #0
 __all__ = ['BATCH_KEYS', 'NbParam', 'notebook_parameters', 'check_parameters', 'read_yaml', 'run_tag', 'expand_sweep',
            'SlurmConfig', 'slurm_config', 'Run', 'project_root', 'Batch', 'load_batch', 'is_main_process', 'run_folder',
-           'save_metrics', 'RunResult', 'prepare_run', 'execute_run', 'run_batch', 'slurm_script', 'submit_slurm',
-           'run_main', 'runs_cli', 'collect_metrics', 'plot_metrics', 'save_collection', 'collect_cli', 'main_job',
-           'main_cli']
+           'save_metrics', 'RunResult', 'prepare_run', 'kernel_config', 'execute_run', 'run_batch', 'slurm_script',
+           'submit_slurm', 'run_main', 'runs_cli', 'collect_metrics', 'plot_metrics', 'save_collection', 'collect_cli',
+           'main_job', 'main_cli']
 
 # %% ../nbs/09_runs.ipynb #8588aa8f
 @dataclass
@@ -279,6 +279,14 @@ def prepare_run(run:Run, out_root:str|Path, date:str|None=None, nb_params:dict|N
     return d
 
 # %% ../nbs/09_runs.ipynb #af70e87a
+def kernel_config(folder:str|Path): # a private folder for the kernel's sockets (e.g. a TemporaryDirectory)
+    "Kernel settings for papermill: talk over Unix sockets in `folder` rather than TCP ports on localhost (POSIX)."
+    from traitlets.config import Config
+    c, ip = Config(), str(Path(folder)/"k")
+    if os.name == "posix" and len(ip) < 90:  # a socket path must fit in 107 bytes ("-<port>" is appended)
+        c.KernelManager.transport, c.KernelManager.ip = "ipc", ip
+    return c
+
 def execute_run(run_dir:str|Path, # a folder made by `prepare_run`
                 timeout:int|None=None, # seconds a cell may run
                 progress:bool=False, # papermill's per-cell progress bar
@@ -292,11 +300,11 @@ def execute_run(run_dir:str|Path, # a folder made by `prepare_run`
     suffix = f".rank{rank}" if rank else ""  # under accelerate launch every process executes; only rank 0 owns the main files
     run = Run(nb, spec["parameters"], spec["tag"])
     t0 = time.time()
-    with open(d/f"run{suffix}.log", "w") as log:
+    with open(d/f"run{suffix}.log", "w") as log, tempfile.TemporaryDirectory(prefix="ntp_rl-kernel-") as sockets:
         try:
             pm.execute_notebook(str(nb), str(d/f"{nb.stem}{suffix}.ipynb"), parameters=spec["parameters"], kernel_name="python3",
                                 cwd=str(nb.parent), progress_bar=progress, stdout_file=log, stderr_file=log,
-                                execution_timeout=timeout)
+                                execution_timeout=timeout, config=kernel_config(sockets))
         except KeyboardInterrupt: raise
         except Exception as e:
             err = f"{e.ename}: {e.evalue}" if hasattr(e, "ename") else f"{type(e).__name__}: {e}"
