@@ -512,9 +512,11 @@ def main_job(steps_file:str|Path="papermill_runs/main.yaml", # a YAML file with 
     "Run each step of the main job in order, stop at the first failure, and print a summary naming every output file."
     steps_file = Path(steps_file)
     d = read_yaml(steps_file)
-    steps, budget_s = d.get("steps"), d.get("budget_seconds")
+    steps, budget_s, first = d.get("steps"), d.get("budget_seconds"), d.get("open_first") or []
     check(isinstance(steps, list) and steps and all(isinstance(s, str) for s in steps),
           f"{steps_file} needs `steps:`, a list of parameter files (relative to it), e.g. [quickstart.yaml]")
+    check(isinstance(first, list) and all(isinstance(f, dict) and f.get("step") in steps and f.get("file") for f in first),
+          f"{steps_file}: `open_first:` is a list of {{step: <one of steps>, file: <a file of its run>, what: <text>}}")
     root = project_root(steps_file.parent)
     out_root = Path(out_root) if out_root else root/"papermill_runs"
     batches = [load_batch(steps_file.parent/s) for s in steps]  # check every step before the first one runs
@@ -522,10 +524,11 @@ def main_job(steps_file:str|Path="papermill_runs/main.yaml", # a YAML file with 
         for s, b in zip(steps, batches):
             for r in b.runs: print(f"{s}: {out_root/r.dir_name()}  {r.notebook.name}  {r.params}")
         return []
-    t0, results = time.time(), []
+    t0, results, ran = time.time(), [], {}
     for i, (s, b) in enumerate(zip(steps, batches)):
         print(f"[{i+1}/{len(steps)}] {s}: {len(b.runs)} run(s) of {b.runs[0].notebook.name}", file=sys.stderr)
-        results += run_batch(b, out_root)
+        ran[s] = run_batch(b, out_root)
+        results += ran[s]
         if not all(r.ok for r in results): break
     total = time.time() - t0
     print("\nmain job summary")
@@ -537,6 +540,11 @@ def main_job(steps_file:str|Path="papermill_runs/main.yaml", # a YAML file with 
             print("    metrics: " + json.dumps(json.loads((r.dir/"metrics.json").read_text()), default=str)[:400])
     over = f" (budget {budget_s} s{', OVER BUDGET' if total > budget_s else ''})" if budget_s else ""
     print(f"total {total:.0f} s{over}")
+    shown = [(ran[f["step"]][0].dir/f["file"], f.get("what", "")) for f in first
+             if f["step"] in ran and (ran[f["step"]][0].dir/f["file"]).exists()]
+    if shown:
+        print("\nopen these first:")
+        for p, what in shown: print(f"  {p.relative_to(root) if p.is_relative_to(root) else p}" + (f"  ({what})" if what else ""))
     failed = [r for r in results if not r.ok]
     if failed:
         later = steps[i+1:]

@@ -157,12 +157,14 @@ def test_tooltip_content(browser, server, run_dir):
 
 @pytest.mark.parametrize("where", ["served", "exported"])
 def test_hostile_text_shown_not_run(browser, server, run_dir, tmp_path, where):
-    if where == "served": url = server + "/?sort=order&page=0"
-    else: url = export_page(run_dir, tmp_path/"page.html", n=50, sort="order").resolve().as_uri()  # no CSP here: escaping alone
-    browser.open(url)
-    assert browser.js("typeof window.__pwned") == "undefined"
-    assert browser.js("document.querySelectorAll('script, img, iframe, object').length") == 0
-    body = browser.js("document.body.innerText")
+    if where == "served": urls = [server + f"/?sort=order&page={p}" for p in range(EntropyRun(run_dir).n_pages(5))]
+    else: urls = [export_page(run_dir, tmp_path/"page.html", n=50, sort="order").resolve().as_uri()]  # no CSP here: escaping alone
+    body = ""
+    for url in urls:
+        browser.open(url)
+        assert browser.js("typeof window.__pwned") == "undefined"
+        assert browser.js("document.querySelectorAll('script, img, iframe, object').length") == 0
+        body += browser.js("document.body.innerText")
     assert "<script>window.__pwned=1</script>" in body and '"><img src=x onerror="window.__pwned=2">' in body
     if where == "exported": browser.screenshot(ARTIFACTS/"viewer_escaping.png")
 
