@@ -262,8 +262,10 @@ class RunResult:
     ok: bool
     seconds: float
     error: str = "" # `ExceptionName: message` of the failing cell
+    cpu_seconds: float = float("nan") # CPU time of the run's kernel: on a busy machine, far below `seconds`
 
-    def __repr__(self): return f"{'ok    ' if self.ok else 'FAILED'} {self.seconds:6.1f} s  {self.dir.name}" + (f"  {self.error}" if self.error else "")
+    def __repr__(self): return (f"{'ok    ' if self.ok else 'FAILED'} {self.seconds:6.1f} s (cpu {self.cpu_seconds:5.0f} s)  "
+                                f"{self.dir.name}" + (f"  {self.error}" if self.error else ""))
 
 def prepare_run(run:Run, out_root:str|Path, date:str|None=None, nb_params:dict|None=None) -> Path:
     "Create the run's folder under `out_root` (replacing an earlier run of the same name) with `params.yaml` and `run.yaml`."
@@ -287,6 +289,13 @@ def kernel_config(folder:str|Path): # a private folder for the kernel's sockets 
         c.KernelManager.transport, c.KernelManager.ip = "ipc", ip
     return c
 
+def _children_cpu() -> float:
+    "User + system CPU seconds of this process's finished children (a run's kernel, once it has exited)."
+    try: import resource
+    except ImportError: return float("nan")  # not on Windows
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
 def execute_run(run_dir:str|Path, # a folder made by `prepare_run`
                 timeout:int|None=None, # seconds a cell may run
                 progress:bool=False, # papermill's per-cell progress bar
@@ -299,7 +308,7 @@ def execute_run(run_dir:str|Path, # a folder made by `prepare_run`
     nb, rank = Path(spec["notebook"]), int(os.environ.get("RANK", "0"))
     suffix = f".rank{rank}" if rank else ""  # under accelerate launch every process executes; only rank 0 owns the main files
     run = Run(nb, spec["parameters"], spec["tag"])
-    t0 = time.time()
+    t0, c0 = time.time(), _children_cpu()
     with open(d/f"run{suffix}.log", "w") as log, tempfile.TemporaryDirectory(prefix="ntp_rl-kernel-") as sockets:
         try:
             pm.execute_notebook(str(nb), str(d/f"{nb.stem}{suffix}.ipynb"), parameters=spec["parameters"], kernel_name="python3",
@@ -309,8 +318,8 @@ def execute_run(run_dir:str|Path, # a folder made by `prepare_run`
         except Exception as e:
             err = f"{e.ename}: {e.evalue}" if hasattr(e, "ename") else f"{type(e).__name__}: {e}"
             log.write(f"\n[ntp_rl_run] run failed: {err}\n")
-            return RunResult(run, d, False, time.time() - t0, err.splitlines()[0][:300])
-    return RunResult(run, d, True, time.time() - t0)
+            return RunResult(run, d, False, time.time() - t0, err.splitlines()[0][:300], _children_cpu() - c0)
+    return RunResult(run, d, True, time.time() - t0, cpu_seconds=_children_cpu() - c0)
 
 # %% ../nbs/09_runs.ipynb #dc4a4b16
 def run_batch(batch:Batch, # from `load_batch`
@@ -539,7 +548,8 @@ def main_job(steps_file:str|Path="papermill_runs/main.yaml", # a YAML file with 
         if (r.dir/"metrics.json").exists():
             print("    metrics: " + json.dumps(json.loads((r.dir/"metrics.json").read_text()), default=str)[:400])
     over = f" (budget {budget_s} s{', OVER BUDGET' if total > budget_s else ''})" if budget_s else ""
-    print(f"total {total:.0f} s{over}")
+    cpu = sum(r.cpu_seconds for r in results)
+    print(f"total {total:.0f} s, cpu {cpu:.0f} s{over}")
     shown = [(ran[f["step"]][0].dir/f["file"], f.get("what", "")) for f in first
              if f["step"] in ran and (ran[f["step"]][0].dir/f["file"]).exists()]
     if shown:

@@ -66,20 +66,22 @@ def small_png(b64: str) -> str:
     im.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(out, "PNG", optimize=True)
     return base64.b64encode(out.getvalue()).decode() if out.tell() < len(raw) else b64.replace("\n", "")
 
+def _lines(s: str) -> list[str]: return s.splitlines(keepends=True)  # how Jupyter stores text: small diffs
+
 def portable_outputs(outputs: list[dict]) -> list[dict]:
     "Outputs as they are committed: no progress bars, widget ids, machine paths or timestamps; PNGs shrunk."
     subs, out = _replacements(), []
     for o in outputs:
         if _is_progress(o): continue
         o = dict(o)
-        if "text" in o: o["text"] = portable_text("".join(o["text"]), subs)
+        if "text" in o: o["text"] = _lines(portable_text("".join(o["text"]), subs))
         if "traceback" in o: o["traceback"] = [portable_text(t, subs) for t in o["traceback"]]
         if "data" in o:
             data = {k: v for k, v in o["data"].items() if k != "application/vnd.jupyter.widget-view+json"}  # a per-run id
             for k, v in data.items():
                 v = "".join(v) if isinstance(v, list) else v
                 if k == "image/png": data[k] = small_png(v)
-                elif isinstance(v, str): data[k] = portable_text(v, subs)
+                elif isinstance(v, str): data[k] = _lines(portable_text(v, subs))
             if not data: continue
             o["data"] = data
         out.append(o)

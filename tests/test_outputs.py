@@ -103,8 +103,8 @@ def test_portable_outputs_scrub_machine_facts(tmp_path):
              "data": {"image/png": png, "text/plain": f"{Path.home()}/x {sys.prefix}/lib"}}]
     got = make_outputs.portable_outputs(outs)
     assert [o["output_type"] for o in got] == ["stream", "execute_result"]
-    assert got[0]["text"] == "wrote <repo>/papermill_runs/<date>_quickstart_main/x.json and <tmp> at <date-time>\n"
-    assert got[1]["data"]["text/plain"] == "~/x <venv>/lib"
+    assert got[0]["text"] == ["wrote <repo>/papermill_runs/<date>_quickstart_main/x.json and <tmp> at <date-time>\n"]
+    assert got[1]["data"]["text/plain"] == ["~/x <venv>/lib"]
     assert len(base64.b64decode(got[1]["data"]["image/png"])) < len(buf.getvalue())
     bad = {"cells": [{"cell_type": "code", "source": "x = 1\nx", "outputs": [], "metadata": {}}]}
     (tmp_path/"nb.ipynb").write_text(json.dumps(bad))
