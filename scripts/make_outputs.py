@@ -6,7 +6,8 @@ a Quarto-built site all show the lessons' tables, plots and printed results. Thi
 
 - each notebook runs in its own fresh process, in its own folder, the way `nbdev_test` runs it (execnb's
   `CaptureShell`; cells flagged with settings.ini's `tst_flags` (`notest gpu slow`) are skipped unless named with
-  `--flags`, and a skipped cell keeps the outputs it had, e.g. the hand-run `#| slow` analysis of 02_entropy);
+  `--flags`, and a skipped cell keeps the outputs it had, e.g. the hand-run `#| slow` analysis of 02_entropy, scrubbed
+  like the rest);
 - outputs are made reproducible and portable before they are written: machine paths (this checkout, the home folder,
   the virtual environment, temporary folders) become `<repo>`, `~`, `<venv>`, `<tmp>`; date-times, dated run-folder
   names, progress bars and notebook widgets' per-run ids are removed; PNGs are re-encoded with a 256-colour palette
@@ -119,7 +120,7 @@ def _run_one(job: tuple) -> tuple:
         return str(src), False, time.time() - t0, f"{src.relative_to(NBS)} failed:\n{tb}"
     for i, c in enumerate(nb.cells):
         if c.cell_type != "code": continue
-        c["outputs"] = kept[i] if i in kept else portable_outputs(c.get("outputs", []))
+        c["outputs"] = portable_outputs(kept[i] if i in kept else c.get("outputs", []))  # kept outputs get scrubbed too
     write_nb(nb, src)
     return str(src), True, time.time() - t0, ""
 
