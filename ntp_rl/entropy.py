@@ -35,12 +35,14 @@ def next_token_stats(logits:torch.Tensor, # (N, V) next-token logits, any float 
     for s in range(0, max(len(logits), 1), chunk):  # an empty input still yields (0, ...) tensors
         lf, t = logits[s:s+chunk].float(), targets[s:s+chunk, None]  # (n, V) fp32, (n, 1)
         m = lf.amax(-1, keepdim=True)  # (n, 1)
-        z = (lf - m).clamp_(min=torch.finfo(torch.float32).min)  # (n, V) shifted logits, <= 0 and finite (-inf: a masked token)
+        z = lf - m  # (n, V) shifted logits, all <= 0
         e = z.exp()  # (n, V) unnormalised probabilities, the largest exactly 1
         Z = e.sum(-1)  # (n,) partition function of the shifted logits, in [1, V]
         logZ, lt = Z.log(), lf.gather(-1, t)  # (n,), (n, 1) target logit
         tp, ti = e.topk(min(top_k, lf.shape[-1]), -1)  # (n, k)
-        out["entropy"].append(logZ - z.mul_(e).sum(-1) / Z)  # H = log Z - Σ p z: two terms >= 0, no cancellation
+        pz = z.mul_(e).sum(-1)  # (n,) Σ e·z; NaN where a logit is -inf (a masked token: 0 · -inf)
+        if pz.isnan().any(): pz = torch.where(e > 0, z, 0.0).sum(-1)  # z now holds e·z: drop the masked tokens' terms
+        out["entropy"].append(logZ - pz / Z)  # H = log Z - Σ p z: two terms >= 0, no cancellation
         out["surprisal"].append(logZ - (lt - m).squeeze(-1))
         out["rank"].append((lf > lt).sum(-1, dtype=torch.int32) + 1)
         out["topk_ids"].append(ti.int()); out["topk_probs"].append(tp / Z[:, None])
