@@ -65,15 +65,17 @@ def ntp_rl_view(argv:list[str]|None=None):
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port to listen on (0: any free port)")
     p.add_argument("--n", type=int, default=20, help="examples per page")
-    p.add_argument("--sort", default="mean_desc", help="order of an exported page (viewer.SORTS, e.g. mean_desc, mean_asc, order)")
+    p.add_argument("--sort", default="order", help="order of an exported page (viewer.SORTS: order, mean_desc, mean_asc, max_desc, ...)")
+    p.add_argument("--min-tokens", type=int, default=32, help="texts shorter than this come after all the others")
+    p.add_argument("--max-tokens", type=int, default=1024, help="documents longer than this are shown in equal parts")
     p.add_argument("--vmax", type=float, default=None, help="entropy drawn darkest (default: the run's 99th percentile)")
     p.add_argument("--export", default=None, metavar="PAGE.html", help="write one self-contained page and exit")
     a = p.parse_args(argv)
     def main():
         from ntp_rl.viewer import export_page, serve
         if a.export:
-            print(f"wrote {export_page(a.entropies, a.export, a.n, a.sort, a.vmax)}"); return
-        srv = serve(a.entropies, a.host, a.port, a.n, a.vmax)
+            print(f"wrote {export_page(a.entropies, a.export, a.n, a.sort, a.vmax, a.min_tokens, a.max_tokens)}"); return
+        srv = serve(a.entropies, a.host, a.port, a.n, a.vmax, min_tokens=a.min_tokens, max_tokens=a.max_tokens)
         try: loopback = ipaddress.ip_address(a.host).is_loopback
         except ValueError: loopback = a.host == "localhost"
         if not loopback: print(f"warning: serving on {a.host}, reachable from other machines", file=sys.stderr)

@@ -28,21 +28,26 @@ LN2 = math.log(2)
 def next_token_stats(logits:torch.Tensor, # (N, V) next-token logits, any float dtype
                      targets:torch.Tensor, # (N,) the token that actually came
                      top_k:int=5, # how many alternatives to keep
-                     chunk:int=1024, # rows per step: bounds the fp32 temporaries to chunk * V floats
+                     chunk:int=256, # rows per step: bounds the fp32 temporaries to 2 * chunk * V floats
                     ) -> dict[str, torch.Tensor]:
     "Entropy (nats), surprisal (nats), 1-based rank of the target and top-k ids/probabilities, all computed in fp32."
     out = dict(entropy=[], surprisal=[], rank=[], topk_ids=[], topk_probs=[])
     for s in range(0, max(len(logits), 1), chunk):  # an empty input still yields (0, ...) tensors
         lf, t = logits[s:s+chunk].float(), targets[s:s+chunk, None]  # (n, V) fp32, (n, 1)
-        p = torch.softmax(lf, -1)  # (n, V)
-        tp, ti = p.topk(min(top_k, lf.shape[-1]), -1)  # (n, k)
-        lse = lf.gather(-1, ti[:, :1]).squeeze(-1) - tp[:, 0].log()  # log Σ exp: exact, since p_top1 >= 1/V
-        lt = lf.gather(-1, t)  # (n, 1) target logit
-        out["entropy"].append(lse - (p[:, None, :] @ lf[:, :, None]).view(-1))  # H = lse - Σ p·logit
-        out["surprisal"].append(lse - lt.squeeze(-1))
+        m = lf.amax(-1, keepdim=True)  # (n, 1)
+        z = lf - m  # (n, V) shifted logits, all <= 0
+        e = z.exp()  # (n, V) unnormalised probabilities, the largest exactly 1
+        Z = e.sum(-1)  # (n,) partition function of the shifted logits, in [1, V]
+        logZ, lt = Z.log(), lf.gather(-1, t)  # (n,), (n, 1) target logit
+        tp, ti = e.topk(min(top_k, lf.shape[-1]), -1)  # (n, k)
+        pz = z.mul_(e).sum(-1)  # (n,) Σ e·z; NaN where a logit is -inf (a masked token: 0 · -inf)
+        if pz.isnan().any(): pz = torch.where(e > 0, z, 0.0).sum(-1)  # z now holds e·z: drop the masked tokens' terms
+        out["entropy"].append(logZ - pz / Z)  # H = log Z - Σ p z: two terms >= 0, no cancellation
+        out["surprisal"].append(logZ - (lt - m).squeeze(-1))
         out["rank"].append((lf > lt).sum(-1, dtype=torch.int32) + 1)
-        out["topk_ids"].append(ti.int()); out["topk_probs"].append(tp)
+        out["topk_ids"].append(ti.int()); out["topk_probs"].append(tp / Z[:, None])
     return {k: torch.cat(v) for k, v in out.items()}
+
 
 # %% ../nbs/02_entropy.ipynb #63600070
 class TokenText:

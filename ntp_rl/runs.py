@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_runs.ipynb #61decfb4
 from __future__ import annotations
-import argparse, ast, datetime, io, itertools, json, os, re, shlex, shutil, sys, time, tokenize
+import argparse, ast, datetime, io, itertools, json, os, re, shlex, shutil, sys, tempfile, time, tokenize
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 import yaml
@@ -13,8 +13,8 @@ from .core import *
 # %% auto #0
 __all__ = ['BATCH_KEYS', 'NbParam', 'notebook_parameters', 'check_parameters', 'run_tag', 'expand_sweep', 'SlurmConfig',
            'slurm_config', 'Run', 'project_root', 'Batch', 'load_batch', 'is_main_process', 'run_folder',
-           'save_metrics', 'RunResult', 'prepare_run', 'execute_run', 'run_batch', 'slurm_script', 'submit_slurm',
-           'run_main', 'collect_metrics', 'plot_metrics', 'save_collection', 'main_job']
+           'save_metrics', 'RunResult', 'prepare_run', 'kernel_config', 'execute_run', 'run_batch', 'slurm_script',
+           'submit_slurm', 'run_main', 'collect_metrics', 'plot_metrics', 'save_collection', 'main_job']
 
 # %% ../nbs/09_runs.ipynb #8588aa8f
 @dataclass
@@ -255,8 +255,10 @@ class RunResult:
     ok: bool
     seconds: float
     error: str = "" # `ExceptionName: message` of the failing cell
+    cpu_seconds: float = float("nan") # CPU time of the run's kernel: on a busy machine, far below `seconds`
 
-    def __repr__(self): return f"{'ok    ' if self.ok else 'FAILED'} {self.seconds:6.1f} s  {self.dir.name}" + (f"  {self.error}" if self.error else "")
+    def __repr__(self): return (f"{'ok    ' if self.ok else 'FAILED'} {self.seconds:6.1f} s (cpu {self.cpu_seconds:5.0f} s)  "
+                                f"{self.dir.name}" + (f"  {self.error}" if self.error else ""))
 
 def prepare_run(run:Run, out_root:str|Path, date:str|None=None, nb_params:dict|None=None) -> Path:
     "Create the run's folder under `out_root` (replacing an earlier run of the same name) with `params.yaml` and `run.yaml`."
@@ -272,6 +274,21 @@ def prepare_run(run:Run, out_root:str|Path, date:str|None=None, nb_params:dict|N
     return d
 
 # %% ../nbs/09_runs.ipynb #af70e87a
+def kernel_config(folder:str|Path): # a private folder for the kernel's sockets (e.g. a TemporaryDirectory)
+    "Kernel settings for papermill: talk over Unix sockets in `folder` rather than TCP ports on localhost (POSIX)."
+    from traitlets.config import Config
+    c, ip = Config(), str(Path(folder)/"k")
+    if os.name == "posix" and len(ip) < 90:  # a socket path must fit in 107 bytes ("-<port>" is appended)
+        c.KernelManager.transport, c.KernelManager.ip = "ipc", ip
+    return c
+
+def _children_cpu() -> float:
+    "User + system CPU seconds of this process's finished children (a run's kernel, once it has exited)."
+    try: import resource
+    except ImportError: return float("nan")  # not on Windows
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
 def execute_run(run_dir:str|Path, # a folder made by `prepare_run`
                 timeout:int|None=None, # seconds a cell may run
                 progress:bool=False, # papermill's per-cell progress bar
@@ -287,18 +304,18 @@ def execute_run(run_dir:str|Path, # a folder made by `prepare_run`
     nb, rank = Path(spec["notebook"]), int(os.environ.get("RANK", "0"))
     suffix = f".rank{rank}" if rank else ""  # under accelerate launch every process executes; only rank 0 owns the main files
     run = Run(nb, spec["parameters"], spec["tag"])
-    t0 = time.time()
-    with open(d/f"run{suffix}.log", "w") as log:
+    t0, c0 = time.time(), _children_cpu()
+    with open(d/f"run{suffix}.log", "w") as log, tempfile.TemporaryDirectory(prefix="ntp_rl-kernel-") as sockets:
         try:
             pm.execute_notebook(str(nb), str(d/f"{nb.stem}{suffix}.ipynb"), parameters=spec["parameters"], kernel_name="python3",
                                 cwd=str(nb.parent), progress_bar=progress, stdout_file=log, stderr_file=log,
-                                execution_timeout=timeout)
+                                execution_timeout=timeout, config=kernel_config(sockets))
         except KeyboardInterrupt: raise
         except Exception as e:
             err = f"{e.ename}: {e.evalue}" if hasattr(e, "ename") else f"{type(e).__name__}: {e}"
             log.write(f"\n[ntp_rl_run] run failed: {err}\n")
-            return RunResult(run, d, False, time.time() - t0, err.splitlines()[0][:300])
-    return RunResult(run, d, True, time.time() - t0)
+            return RunResult(run, d, False, time.time() - t0, err.splitlines()[0][:300], _children_cpu() - c0)
+    return RunResult(run, d, True, time.time() - t0, cpu_seconds=_children_cpu() - c0)
 
 # %% ../nbs/09_runs.ipynb #dc4a4b16
 def run_batch(batch:Batch, # from `load_batch`
@@ -465,13 +482,15 @@ def main_job(steps_file:str|Path="papermill_runs/main.yaml", # a YAML file with 
     "Run each step of the main job in order, stop at the first failure, and print a summary naming every output file."
     steps_file = Path(steps_file)
     d = read_yaml(steps_file, "give a main-job file such as papermill_runs/main.yaml")
-    steps, budget_s = d.get("steps"), d.get("budget_seconds")
+    steps, budget_s, first = d.get("steps"), d.get("budget_seconds"), d.get("open_first") or []
     check(isinstance(steps, list) and steps and all(isinstance(s, str) for s in steps),
           f"{steps_file} needs `steps:`, a list of parameter files (relative to it), e.g. [quickstart.yaml]")
     check(budget_s is None or (isinstance(budget_s, (int, float)) and not isinstance(budget_s, bool) and budget_s > 0),
           f"{steps_file}: budget_seconds={budget_s!r}; give the job's time budget in seconds (a positive number), or leave it out")
-    bad = sorted(set(d) - {"steps", "budget_seconds"})
-    check(not bad, f"{steps_file}: unknown key {', '.join(map(repr, bad))}; use steps and budget_seconds")
+    bad = sorted(set(d) - {"steps", "budget_seconds", "open_first"})
+    check(not bad, f"{steps_file}: unknown key {', '.join(map(repr, bad))}; use steps, budget_seconds and open_first")
+    check(isinstance(first, list) and all(isinstance(f, dict) and f.get("step") in steps and f.get("file") for f in first),
+          f"{steps_file}: `open_first:` is a list of {{step: <one of steps>, file: <a file of its run>, what: <text>}}")
     root = project_root(steps_file.parent)
     out_root = Path(out_root) if out_root else root/"papermill_runs"
     batches = []
@@ -482,10 +501,11 @@ def main_job(steps_file:str|Path="papermill_runs/main.yaml", # a YAML file with 
         for s, b in zip(steps, batches):
             for r in b.runs: print(f"{s}: {out_root/r.dir_name()}  {r.notebook.name}  {r.params}")
         return []
-    t0, results = time.time(), []
+    t0, results, ran = time.time(), [], {}
     for i, (s, b) in enumerate(zip(steps, batches)):
         print(f"[{i+1}/{len(steps)}] {s}: {len(b.runs)} run(s) of {b.runs[0].notebook.name}", file=sys.stderr)
-        results += run_batch(b, out_root)
+        ran[s] = run_batch(b, out_root)
+        results += ran[s]
         if not all(r.ok for r in results): break
     total = time.time() - t0
     print("\nmain job summary")
@@ -496,7 +516,13 @@ def main_job(steps_file:str|Path="papermill_runs/main.yaml", # a YAML file with 
         if (r.dir/"metrics.json").exists():
             print("    metrics: " + json.dumps(read_json(r.dir/"metrics.json", kind=None), default=str)[:400])
     over = f" (budget {budget_s} s{', OVER BUDGET' if total > budget_s else ''})" if budget_s else ""
-    print(f"total {total:.0f} s{over}")
+    cpu = sum(r.cpu_seconds for r in results)
+    print(f"total {total:.0f} s, cpu {cpu:.0f} s{over}")
+    shown = [(ran[f["step"]][0].dir/f["file"], f.get("what", "")) for f in first
+             if f["step"] in ran and (ran[f["step"]][0].dir/f["file"]).exists()]
+    if shown:
+        print("\nopen these first:")
+        for p, what in shown: print(f"  {p.relative_to(root) if p.is_relative_to(root) else p}" + (f"  ({what})" if what else ""))
     failed = [r for r in results if not r.ok]
     if failed:
         later = steps[i+1:]
