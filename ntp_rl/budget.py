@@ -11,23 +11,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from safetensors.torch import save_file, load_file
-from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from .core import *
 from .thoughts import *
-from .thoughts import (_text_pass, _chain_forward, _lookahead_targets, _score_lookahead, _logits, _sample,
-                             _pick_logprob, _rowwise, _chunk_rows, _unflatten, _decode_one, _pick)
 from .quietstar import advantages, masked_mean, ADVANTAGES
-from .trainer import Objective
+from .objective import Objective
 
 # %% auto #0
 __all__ = ['BUDGET_PRIORS', 'LAMBDA_SAMPLING', 'BUDGET_FILE', 'POLICY_FILE', 'ENTROPY_BUCKETS', 'BudgetConfig', 'PolicyOut',
            'BudgetPolicy', 'new_budget_policy', 'Decisions', 'decision_logprob', 'draw_decisions', 'normalized_gain',
            'budget_reward', 'budget_prior', 'policy_loss', 'BudgetGroup', 'VariableThoughts',
-           'sample_variable_thoughts', 'replay_variable_thoughts', 'base_entropy', 'sample_lambda',
-           'decision_positions', 'BudgetObjective', 'AdaptiveThinker', 'is_budget_model', 'save_budget_model',
-           'load_budget_model', 'AdaptiveGeneration', 'generate_adaptive', 'budget_overlay', 'place_fixed',
-           'place_entropy', 'place_random', 'place_policy', 'evaluate_placement', 'spearman', 'summarize_placement',
-           'think_adaptive', 'adaptive_page', 'explore_generation']
+           'sample_variable_thoughts', 'replay_variable_thoughts', 'sample_lambda', 'decision_positions',
+           'BudgetObjective', 'AdaptiveThinker', 'is_budget_model', 'save_budget_model', 'load_budget_model',
+           'AdaptiveGeneration', 'policy_decide', 'generate_adaptive', 'budget_overlay', 'place_fixed', 'place_entropy',
+           'place_random', 'place_policy', 'evaluate_placement', 'spearman', 'summarize_placement', 'think_adaptive',
+           'adaptive_page', 'explore_generation']
 
 # %% ../nbs/06_budget.ipynb #222f67fe
 BUDGET_PRIORS = ("geometric", "uniform") # the prior of the KL regulariser on the budget distribution
@@ -258,62 +256,6 @@ def _group_layout(budgets:torch.Tensor, b:int):
     real = torch.arange(n, device=budgets.device) < sel.sum(-1, keepdim=True)
     return torch.where(real, order, torch.zeros_like(order)), real
 
-def _crop(cache, L:int):
-    "Drop everything after the first L (text) tokens of the cache (5.24: crop(-n) removes n tokens)."
-    if cache.get_seq_length() > L: cache.crop(L - cache.get_seq_length())
-
-def _chain_anchors(positions, index, K):
-    return positions.gather(1, index).repeat(1, K)  # (B, N = K·Pg): chain n = k·Pg + p, as 04_thoughts
-
-@torch.no_grad()
-def _sample_group(model, cache, base_hidden, input_ids, attention_mask, anchors, tcfg:ThoughtConfig, marks, head,
-                  generator, score:str):
-    "04's sample_thoughts for one group on a shared text pass; score='lookahead' also scores, 'none' returns tokens only."
-    (B, L), N, T, A = input_ids.shape, anchors.shape[1], tcfg.T, tcfg.A
-    lay = ChainLayout(anchors, attention_mask.bool())
-    tokens = torch.full((B, N, T), marks.start, dtype=torch.long, device=input_ids.device)
-    tokens[..., -1] = marks.end
-    logprobs = torch.zeros(B, N, T - 2, device=input_ids.device)
-    for s in range(T - 2):
-        h = _chain_forward(model, cache, tokens[:, None, :, s], lay, step0=s)[:, 0]  # (B, N, D)
-        def step(h):
-            logits = _logits(model, h, marks)
-            z = _sample(logits, tcfg.temperature, generator)
-            return z, _pick_logprob(logits, z, tcfg.policy_temperature)
-        z, lp = _rowwise(step, h.flatten(0, 1), chunk_rows=_chunk_rows(model))
-        tokens[..., s + 1], logprobs[..., s] = z.view(B, N), lp.view(B, N)
-    used = N * max(T - 2, 0)
-    targets, valid, base_pos, forced = _lookahead_targets(input_ids, attention_mask, anchors, A)
-    post = lb = lt = lm = w = None
-    if score == "lookahead":
-        block = torch.cat([tokens[..., T-2:], forced], -1)  # (B, N, A+1)
-        h = _chain_forward(model, cache, block.transpose(1, 2), lay, step0=T - 2)
-        post = h[:, 1:].transpose(1, 2)  # (B, N, A, D)
-        lb, lt, lm, w = _score_lookahead(model, marks, head, base_hidden, post, base_pos, targets)
-        used += N * (A + 1)
-    _crop(cache, L)
-    K, P = tcfg.K, N // tcfg.K
-    th = Thoughts(_unflatten(tokens, K), _unflatten(logprobs, K), anchors[:, :P], targets[:, :P], valid[:, :P], base_hidden,
-                  _unflatten(post, K), None if lb is None else lb[:, :P], _unflatten(lt, K), _unflatten(lm, K), _unflatten(w, K))
-    return th, used * B
-
-def _replay_group(model, cache, base_hidden, input_ids, attention_mask, anchors, tokens, tcfg:ThoughtConfig, marks, head):
-    "04's thought_forward for one group on a shared (differentiable) text pass."
-    (B, L), N, T, A = input_ids.shape, anchors.shape[1], tcfg.T, tcfg.A
-    flat = tokens.reshape(B, N, T)
-    lay = ChainLayout(anchors, attention_mask.bool())
-    targets, valid, base_pos, forced = _lookahead_targets(input_ids, attention_mask, anchors, A)
-    h = _chain_forward(model, cache, torch.cat([flat, forced], -1).transpose(1, 2), lay, step0=0).transpose(1, 2)  # (B, N, C, D)
-    _crop(cache, L)
-    D = h.shape[-1]
-    logprobs = token_logprobs(model, h[:, :, :T-2].reshape(-1, D), flat[..., 1:T-1].reshape(-1), marks,
-                              tcfg.policy_temperature).view(B, N, T - 2)
-    lb, lt, lm, w = _score_lookahead(model, marks, head, base_hidden, h[:, :, T-1:], base_pos, targets)
-    K, P = tcfg.K, N // tcfg.K
-    th = Thoughts(tokens, _unflatten(logprobs, K), anchors[:, :P], targets[:, :P], valid[:, :P], base_hidden,
-                  _unflatten(h[:, :, T-1:], K), lb[:, :P], _unflatten(lt, K), _unflatten(lm, K), _unflatten(w, K))
-    return th, B * N * (T + A - 1)
-
 def _check_decisions(input_ids, positions, budgets, lookaheads, cfg:BudgetConfig):
     B, L = input_ids.shape
     check(positions.shape == budgets.shape == lookaheads.shape and positions.shape[0] == B,
@@ -322,6 +264,7 @@ def _check_decisions(input_ids, positions, budgets, lookaheads, cfg:BudgetConfig
     check(not bad, f"budgets {sorted(bad)} are not in the budget set {cfg.budgets}")
     check(positions.numel() == 0 or (int(positions.min()) >= 0 and int(positions.max()) < L), f"positions must index the window of {L} tokens")
 
+@torch.no_grad()
 def sample_variable_thoughts(model:PreTrainedModel, input_ids:torch.Tensor, # (B, L) right-padded windows
                              attention_mask:torch.Tensor|None, # (B, L)
                              positions:torch.Tensor, # (B, P) decision positions
@@ -330,49 +273,46 @@ def sample_variable_thoughts(model:PreTrainedModel, input_ids:torch.Tensor, # (B
                              cfg:BudgetConfig, marks:ThoughtMarks, head:MixingHead|None=None,
                              generator:torch.Generator|None=None,
                              score:str="lookahead", # 'lookahead': also score each thought; 'none': tokens only (a training rollout)
-                             text=None, # (base_hidden, cache) of a text pass already run on these windows (None: run it)
+                             text:TextPass|None=None, # 04's `text_pass` of these windows, if already run (None: run it)
                             ) -> VariableThoughts:
-    "Sample K thoughts of each position's own length, one group per budget on one shared text pass; budget 0 costs nothing."
+    "Sample K thoughts of each position's own length, one group per budget on one shared text pass (04's samplers); budget 0 costs nothing."
     check(score in ("lookahead", "none"), f"score={score!r}; use 'lookahead' or 'none'")
     if attention_mask is None: attention_mask = torch.ones_like(input_ids)
     _check_decisions(input_ids, positions, budgets, lookaheads, cfg)
-    with torch.no_grad():
-        base_hidden, cache = text if text is not None else _text_pass(model, input_ids, attention_mask)
-        groups, used = [], 0
-        for b in cfg.budgets[1:]:
-            if not bool((budgets == b).any()): continue
-            idx, real = _group_layout(budgets, b)
-            A = int(lookaheads.gather(1, idx)[real].max())
-            tcfg = cfg.thought_config(b, A)
-            check_thinking_model(model, tcfg, input_ids.shape[1])
-            th, n = _sample_group(model, cache, base_hidden, input_ids, attention_mask, _chain_anchors(positions, idx, tcfg.K),
-                                  tcfg, marks, head, generator, score)
-            groups.append(BudgetGroup(b, A, idx, real, th)); used += n
-    return VariableThoughts(positions, budgets, lookaheads, base_hidden, groups, used)
+    text = text if text is not None else text_pass(model, input_ids, attention_mask)
+    groups, used, B = [], 0, input_ids.shape[0]
+    for b in cfg.budgets[1:]:
+        if not bool((budgets == b).any()): continue
+        idx, real = _group_layout(budgets, b)
+        A = int(lookaheads.gather(1, idx)[real].max())
+        tcfg = cfg.thought_config(b, A)
+        pos = positions.gather(1, idx)  # (B, Pg)
+        if score == "lookahead":
+            th = sample_thoughts(model, input_ids, attention_mask, tcfg, marks, head, positions=pos, generator=generator, text=text)
+            used += B * tcfg.K * pos.shape[1] * (b + A - 1)
+        else:
+            tokens, logprobs = sample_thought_tokens(model, input_ids, attention_mask, tcfg, marks, positions=pos,
+                                                     generator=generator, text=text)
+            la = lookahead_targets(input_ids, attention_mask, pos, A)
+            th = Thoughts(tokens, logprobs, pos, la.targets, la.valid, text.hidden, None, None, None)  # scored by the replay
+            used += B * tcfg.K * pos.shape[1] * (b - 2)
+        groups.append(BudgetGroup(b, A, idx, real, th))
+    return VariableThoughts(positions, budgets, lookaheads, text.hidden, groups, used)
 
 def replay_variable_thoughts(model:PreTrainedModel, input_ids:torch.Tensor, attention_mask:torch.Tensor|None,
                              vt:VariableThoughts, # a rollout from `sample_variable_thoughts`
                              cfg:BudgetConfig, marks:ThoughtMarks, head:MixingHead|None=None) -> VariableThoughts:
-    "Recompute every group's thought and look-ahead log-probs with gradient, on one shared differentiable text pass."
-    if attention_mask is None: attention_mask = torch.ones_like(input_ids)
-    base_hidden, cache = _text_pass(model, input_ids, attention_mask)
-    groups, used = [], 0
-    for g in vt.groups:
-        tcfg = cfg.thought_config(g.budget, g.n_ahead)
-        th, n = _replay_group(model, cache, base_hidden, input_ids, attention_mask, _chain_anchors(vt.positions, g.index, tcfg.K),
-                              g.thoughts.tokens, tcfg, marks, head)
-        groups.append(BudgetGroup(g.budget, g.n_ahead, g.index, g.real, th)); used += n
-    return VariableThoughts(vt.positions, vt.budgets, vt.lookaheads, base_hidden, groups, used)
+    "Recompute every group's thought and look-ahead log-probs with gradient: 04's `replay_thoughts`, one cache-free forward for all groups."
+    if not vt.groups:  # nobody thinks: the text pass alone (differentiable), for the base NLL
+        return VariableThoughts(vt.positions, vt.budgets, vt.lookaheads, text_pass(model, input_ids, attention_mask).hidden, [], 0)
+    cfgs = [cfg.thought_config(g.budget, g.n_ahead) for g in vt.groups]
+    ths = replay_thoughts(model, input_ids, attention_mask, [g.thoughts.tokens for g in vt.groups],
+                          [g.thoughts.positions for g in vt.groups], cfgs, marks, head)
+    groups = [BudgetGroup(g.budget, g.n_ahead, g.index, g.real, th) for g, th in zip(vt.groups, ths)]
+    used = sum(th.tokens.numel() // th.tokens.shape[-1] * (c.T + c.A - 1) for th, c in zip(ths, cfgs))
+    return VariableThoughts(vt.positions, vt.budgets, vt.lookaheads, ths[0].base_hidden, groups, used)
 
 # %% ../nbs/06_budget.ipynb #70e53431
-def base_entropy(model:PreTrainedModel, h:torch.Tensor, # (..., D) base hidden states
-                 marks:ThoughtMarks) -> torch.Tensor: # (...,) nats
-    "Entropy of the base next-token distribution (thought markers excluded), chunked over rows."
-    def ent(h):
-        lp = torch.log_softmax(_logits(model, h, marks), -1)
-        return -torch.special.xlogy(lp.exp(), lp.exp()).sum(-1)
-    return _rowwise(ent, h.reshape(-1, h.shape[-1]), chunk_rows=_chunk_rows(model)).view(h.shape[:-1])
-
 def sample_lambda(cfg:BudgetConfig, n:int, device=None, generator:torch.Generator|None=None) -> torch.Tensor:
     "n prices drawn from [lam_min, lam_max] (uniform or log-uniform), one per window."
     u = torch.rand(n, generator=generator, device=device)
@@ -413,22 +353,22 @@ class BudgetObjective(Objective):
         ids, am = batch["input_ids"], batch["attention_mask"]
         c = self.cfg
         with torch.no_grad():
-            base_hidden, cache = _text_pass(lm, ids, am)
+            tp = text_pass(lm, ids, am)
             pos, real = decision_positions(am, c.n_positions)
-            h = base_hidden.gather(1, pos[..., None].expand(-1, -1, base_hidden.shape[-1])).float()  # (B, P, D)
-            ent = base_entropy(lm, h, self.marks)  # (B, P)
+            h = tp.hidden.gather(1, pos[..., None].expand(-1, -1, tp.hidden.shape[-1])).float()  # (B, P, D)
+            ent = next_token_entropy(lm, h, self.marks)  # (B, P)
             lam = sample_lambda(c, ids.shape[0], device=ids.device)  # (B,) from the global (checkpointed) RNG
             out = self.policy(h, ent, lam[:, None].expand_as(ent))
             dec = draw_decisions(out, c.budgets, c.lookaheads, c.explore)
             bud = torch.where(real, dec.budgets, torch.zeros_like(dec.budgets))  # no thought where nothing can be scored
             vt = sample_variable_thoughts(lm, ids, am, pos, bud, dec.lookaheads, c, self.marks, self.head, score="none",
-                                          text=(base_hidden, cache))
+                                          text=tp)
         return dict(vt=vt, h=h, entropy=ent, lam=lam, dec=dec, real=real, rollout_tokens=vt.chain_tokens)
     def thought_gain(self, g:BudgetGroup, lookaheads:torch.Tensor) -> torch.Tensor:
         "Per-look-ahead-token gain of each thought of a group, (B, K, Pg), detached: the reward before the price."
         th = g.thoughts
         return normalized_gain(th.lookahead_logprobs.detach(), th.base_logprobs.detach(), th.valid, lookaheads)  # unmixed: alive at w = 0
-    def loss(self, lm, batch, rollout, scores):
+    def loss(self, lm, batch, rollout):
         ids, am = batch["input_ids"], batch["attention_mask"]
         c, dec, real, vt0 = self.cfg, rollout["dec"], rollout["real"], rollout["vt"]
         vt = replay_variable_thoughts(lm, ids, am, vt0, c, self.marks, self.head)
@@ -516,88 +456,71 @@ def load_budget_model(path, dtype:str="float32", device:str="auto") -> AdaptiveT
 # %% ../nbs/06_budget.ipynb #58e61e2d
 @dataclass
 class AdaptiveGeneration(Generation):
-    "A generation with a per-token thinking budget chosen by the policy at price `lam`."
-    budgets: list = field(default_factory=list) # thought length spent before each token (0 = none)
-    lookaheads: list = field(default_factory=list) # the look-ahead the policy would have judged it on (training-time)
-    entropies: list = field(default_factory=list) # base entropy (nats) at each token
+    "A generation whose budgets and horizons the policy chose at price `lam`, with the base entropy of every token."
+    entropies: list = field(default_factory=list) # base entropy (nats) before each token, markers excluded
     lam: float = 0.0 # the price the policy was asked to think at
-    @property
-    def thought_tokens_per_token(self) -> float: return sum(self.budgets) / max(len(self.budgets), 1)
     def _repr_markdown_(self):
-        rows = "\n".join(f"| {i} | `{t!r}` | {b} | {e:.2f} | {th!r} |" for i, (t, b, e, th) in
-                         enumerate(zip(self.tokens, self.budgets, self.entropies, self.thoughts)))
+        rows = "\n".join(f"| {i} | `{t!r}` | {b} | {a} | {s} | {e:.2f} | {th!r} |" for i, (t, b, a, s, e, th) in
+                         enumerate(zip(self.tokens, self.budgets, self.horizons, self.served_by, self.entropies, self.thoughts)))
         return (f"**{self.prompt}**{self.text}\n\nλ = {self.lam}: {self.thought_tokens_per_token:.2f} thought tokens per token, "
-                f"TTFT {self.ttft_s*1e3:.0f} ms, {self.tokens_per_s:.1f} tok/s\n\n| # | token | budget | entropy | thought |\n"
-                f"|---|---|---|---|---|\n{rows}")
+                f"TTFT {self.ttft_s*1e3:.0f} ms, {self.tokens_per_s:.1f} tok/s\n\n| # | token | budget | horizon | served by | entropy | thought |\n"
+                f"|---|---|---|---|---|---|---|\n{rows}")
 
-@torch.no_grad()
+def policy_decide(policy:BudgetPolicy, lam:float, # the price of a thought token
+                  decision:str="greedy", # 'greedy': π's most probable budget and horizon; 'sample': drawn from π
+                  generator:torch.Generator|None=None): # RNG for 'sample'
+    "A decide function for 04's `generate_with_thoughts`: (budget, horizon) from the policy at a DecisionPoint, as `draw_decisions` would draw them."
+    check(decision in ("greedy", "sample"), f"decision={decision!r}; use 'greedy' or 'sample'")
+    check(lam >= 0, f"lam={lam}; the price of thinking must be >= 0")
+    p = policy
+    with torch.no_grad():  # the price is fixed for a whole generation: fold it into the biases once
+        dev = p.budget_values.device
+        D, lam_t = p.d_model, torch.tensor(float(lam), device=dev)
+        W, b1 = p.trunk[0].weight, p.trunk[0].bias
+        w_h, w_e = W[:, :D].contiguous(), W[:, D].contiguous()
+        c1 = b1 + W[:, D + 1] * (lam_t / p.lam_unit)
+        c2 = p.budget_head.bias - p.cost_coef * lam_t * p.budget_values
+        ln = p.norm
+    budgets, horizons = p.budgets, p.lookaheads
+    def decide(pt:DecisionPoint) -> tuple[int, int]:
+        with torch.no_grad():
+            H = pt.entropy
+            z = torch.relu(torch.addmv(torch.addcmul(c1, w_e, H), w_h, F.layer_norm(pt.hidden.float(), (D,), ln.weight, ln.bias, ln.eps)))
+            bl = torch.addmv(torch.addcmul(c2, p.entropy_coef, H), p.budget_head.weight, z)  # (nb,) budget logits
+            bi = int(bl.argmax()) if decision == "greedy" else int(torch.multinomial(bl.softmax(-1), 1, generator=generator))
+            if budgets[bi] == 0: return NO_THOUGHTS
+            al = p.lookahead_head(z)  # (na,) horizon logits
+            ai = int(al.argmax()) if decision == "greedy" else int(torch.multinomial(al.softmax(-1), 1, generator=generator))
+            return budgets[bi], horizons[ai]
+    return decide
+
 def generate_adaptive(model:PreTrainedModel, tok:PreTrainedTokenizerBase, prompt:str,
-                      policy:BudgetPolicy, # decides the budget per token
+                      policy:BudgetPolicy, # decides the budget and horizon before each token no thought serves
                       lam:float=0.01, # the price of a thought token (nats); higher → fewer thoughts
                       max_new_tokens:int=40, head:MixingHead|None=None,
                       temperature:float=0.0, # text sampling temperature (0: greedy)
                       thought_temperature:float=1.0, # thought sampling temperature (0: greedy)
                       decision:str="greedy", # 'greedy': π's most probable budget; 'sample': draw from π
                       seed:int=0) -> AdaptiveGeneration:
-    "Generate; before each token the policy picks a budget b at price `lam`: b = 0 uses the base logits, b > 0 thinks b tokens."
-    check(decision in ("greedy", "sample"), f"decision={decision!r}; use 'greedy' or 'sample'")
-    check(lam >= 0, f"lam={lam}; the price of thinking must be >= 0")
-    marks = thought_marks(tok)
-    dev = model.device
-    g = torch.Generator(device=dev).manual_seed(seed)
-    ids = tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids.to(dev)
-    check(ids.shape[1] >= 1, "the prompt is empty; give at least one token of text")
-    check_thinking_model(model, ThoughtConfig(thought_len=max(2, max(policy.budgets))), ids.shape[1] + max_new_tokens)
-    lm_head = model.get_output_embeddings()
-    fwd = lambda x, cache: transformer_body(model)(input_ids=torch.tensor([x], device=dev) if isinstance(x, list) else x,
-                                            cache=cache, use_cache=True).last_hidden_state[0]
-    mark = lambda l: l.index_fill(-1, torch.tensor(marks.ids, device=dev), float("-inf"))
-    cache, pending, ctx = DynamicCache(), ids, 0
-    res = dict(out_ids=[], thoughts=[], thought_ids=[], weights=[], budgets=[], lookaheads=[], entropies=[])
-    t0, ttft = time.perf_counter(), 0.0
-    for n in range(max_new_tokens):
-        ctx += pending.shape[1]
-        h_base = fwd(pending, cache)[-1]
-        lb = mark(lm_head(h_base).float())
-        lp = torch.log_softmax(lb, -1)
-        ent = -torch.special.xlogy(lp.exp(), lp.exp()).sum()
-        out = policy(h_base[None], ent[None], torch.tensor([lam], device=dev))
-        dec = draw_decisions(out, policy.budgets, policy.lookaheads, generator=g, greedy=decision == "greedy")
-        b = int(dec.budgets[0])
-        thought, w = [], torch.zeros((), device=dev)
-        if b > 0:
-            thought = [marks.start]
-            h = fwd(thought + ([marks.end] if b == 2 else []), cache)
-            for s in range(b - 2):
-                z = _pick(mark(lm_head(h[-1]).float()), thought_temperature, g)
-                thought.append(z)
-                h = fwd([z, marks.end] if s == b - 3 else [z], cache)
-            thought.append(marks.end)
-            h_post = h[-1]
-            cache.crop(ctx - cache.get_seq_length())  # drop the thought's keys and values (crop(-n) removes n tokens)
-            lt = lm_head(h_post).float()
-            w = head(h_base, h_post).float() if head is not None else w
-            lb0 = lm_head(h_base).float()
-            logits = mark(lb0 + w * (lt - lb0))  # mix, then mask the markers (as generate_with_thoughts)
-        else: logits = lb
-        x = _pick(logits, temperature, g)
-        if n == 0: ttft = time.perf_counter() - t0
-        for k, v in dict(out_ids=x, thoughts=tok.decode(thought[1:-1]) if thought else "", thought_ids=thought, weights=float(w),
-                         budgets=b, lookaheads=int(dec.lookaheads[0]), entropies=float(ent)).items(): res[k].append(v)
-        if x == tok.eos_token_id: break
-        pending = torch.tensor([[x]], device=dev)
-    dt = time.perf_counter() - t0
-    o = res["out_ids"]
-    return AdaptiveGeneration(prompt=prompt, text=tok.decode(o), token_ids=o, tokens=[_decode_one(tok, i) for i in o],
-                              thoughts=res["thoughts"], thought_ids=res["thought_ids"], weights=res["weights"], ttft_s=ttft,
-                              tokens_per_s=len(o) / dt, budgets=res["budgets"], lookaheads=res["lookaheads"],
-                              entropies=res["entropies"], lam=lam)
+    "04's `generate_with_thoughts` with the policy as its decide function; then the base entropy of every token (untimed)."
+    decide = policy_decide(policy, lam, decision, torch.Generator(device=policy.budget_values.device).manual_seed(seed + 1))
+    cfg = ThoughtConfig(thought_len=max(2, max(policy.budgets)), n_ahead=max(policy.lookaheads), temperature=thought_temperature)
+    gen = generate_with_thoughts(model, tok, prompt, cfg, max_new_tokens, head, temperature, seed, decide=decide)
+    with torch.no_grad():  # the entropy the policy read before each token, for the overlay: one text pass over prompt + text
+        ids = torch.tensor([tok(prompt, add_special_tokens=False).input_ids + gen.token_ids[:-1]], device=model.device)
+        h = text_pass(model, ids).hidden[0, -len(gen.token_ids):] if gen.token_ids else None
+        ent = next_token_entropy(model, h, thought_marks(tok)).tolist() if h is not None else []
+    return AdaptiveGeneration(**{k: getattr(gen, k) for k in Generation.__dataclass_fields__}, entropies=ent, lam=lam)
 
 # %% ../nbs/06_budget.ipynb #b6173a93
 def budget_overlay(gen:AdaptiveGeneration) -> list[dict]:
-    "Per generated token, the overlay a token viewer draws: budget, look-ahead, base entropy, thought text, mixing weight."
-    return [dict(token=t, budget=b, lookahead=a if b else 0, entropy=e, thought=th, weight=w) for t, b, a, e, th, w in
-            zip(gen.tokens, gen.budgets, gen.lookaheads, gen.entropies, gen.thoughts, gen.weights)]
+    "Per generated token, the overlay a token viewer draws: budget, horizon and thought where one was written, the token it serves from, base entropy, mixing weight."
+    out = []
+    for i, (t, b, a, s, e, th, w) in enumerate(zip(gen.tokens, gen.budgets, gen.horizons, gen.served_by, gen.entropies,
+                                                   gen.thoughts, gen.weights)):
+        out.append(dict(token=t, budget=b, horizon=a, served_by=s, entropy=e, thought=th if b else gen.thoughts[s] if s >= 0 else "",
+                        weight=w))
+    return out
 
 # %% ../nbs/06_budget.ipynb #163ae9a3
 def place_fixed(T:int):
@@ -637,13 +560,13 @@ def evaluate_placement(th:Thinker, windows, # `Windows` to score
     t0, n_tok = time.perf_counter(), 0
     for b in iter_batches(windows, batch_size, device=model.device):
         ids, am = b["input_ids"], b["attention_mask"]
-        base_hidden, cache = _text_pass(model, ids, am)
+        tp = text_pass(model, ids, am); base_hidden = tp.hidden
         pos, real = decision_positions(am)
-        ent = base_entropy(model, base_hidden, marks)  # (B, L)
+        ent = next_token_entropy(model, base_hidden, marks)  # (B, L)
         bud = torch.where(real, place(ent, base_hidden.float(), lam).long(), 0)
         vt = sample_variable_thoughts(model, ids, am, pos, bud, torch.full_like(bud, n_ahead), cfg, marks, th.head,
-                                      generator=g, text=(base_hidden, cache))
-        targets, valid, base_pos, _ = _lookahead_targets(ids, am, pos, n_ahead)  # (B, L, A)
+                                      generator=g, text=tp)
+        targets, valid, base_pos, _ = lookahead_targets(ids, am, pos, n_ahead)  # (B, L, A)
         D = base_hidden.shape[-1]
         lp = token_logprobs(model, base_hidden.gather(1, base_pos.flatten(1)[..., None].expand(-1, -1, D)).view(-1, D),
                             targets.reshape(-1), marks).view(valid.shape)  # (B, L, A) base
@@ -718,12 +641,19 @@ def think_adaptive(model:str="smollm2-135m", # a budget-model folder (a checkpoi
                             thought_temperature, decision, seed)
     print(prompt + gen.text, file=out)
     if show_thoughts:
-        for i, (t, b, e, thought) in enumerate(zip(gen.tokens, gen.budgets, gen.entropies, gen.thoughts)):
-            print(f"{i:4d} {t!r:>14} b={b:<3d} H={e:.2f}" + (f" <- [{thought}]" if b else ""), file=out)
+        for i, (t, b, a, s, e, thought) in enumerate(zip(gen.tokens, gen.budgets, gen.horizons, gen.served_by, gen.entropies, gen.thoughts)):
+            what = f" <- [{thought}]" if b else (f" (served by the thought before token {s})" if s >= 0 else "")
+            print(f"{i:4d} {t!r:>14} b={b:<3d} a={a:<2d} H={e:.2f}" + what, file=out)
     print(f"adaptive (λ={lam}): {gen.thought_tokens_per_token:.2f} thought tokens per token, "
-          f"{sum(b == 0 for b in gen.budgets)}/{len(gen.budgets)} tokens without a thought, "
+          f"{sum(s < 0 for s in gen.served_by)}/{len(gen.budgets)} tokens without a thought, "
           f"TTFT {gen.ttft_s*1e3:.0f} ms, {gen.tokens_per_s:.1f} tok/s", file=out)
     return gen
+
+def _hover(o:dict) -> dict|None:
+    "What the hover card of one token lists: the thought written before it (budget, horizon), or the one serving it."
+    if o["budget"]: return dict(budget=o["budget"], horizon=o["horizon"], thought=o["thought"], weight=o["weight"])
+    if o["served_by"] >= 0: return dict(served_by=f"the thought before token {o['served_by']}", thought=o["thought"], weight=o["weight"])
+    return None
 
 def adaptive_page(gens:list[AdaptiveGeneration], # generations to show, one section each
                   title:str="Where the model thought") -> str:
@@ -733,12 +663,12 @@ def adaptive_page(gens:list[AdaptiveGeneration], # generations to show, one sect
     for g in gens:
         ov = budget_overlay(g)
         rows = [dict(token=o["token"], entropy=o["entropy"]) for o in ov]
-        examples.append(dict(rows=rows, overlay=[o if o["budget"] else None for o in ov], title=g.prompt,
+        examples.append(dict(rows=rows, overlay=[_hover(o) for o in ov], title=g.prompt,
                              meta=dict(thought_tokens_per_token=round(g.thought_tokens_per_token, 2))))
     return render_page(examples, title=title, info="shade: base-model entropy (nats) · orange bar: thought budget · hover: the thought")
 
 def explore_generation(gen:AdaptiveGeneration):
-    "An ipywidgets view of one adaptive generation: the overlay page, and the selected token's budget, look-ahead and thought."
+    "An ipywidgets view of one adaptive generation: the overlay page, and the selected token's budget, horizon, serving thought and entropy."
     import ipywidgets as W
     from ntp_rl.viewer import render_tokens, CSS
     ov = budget_overlay(gen)
@@ -747,10 +677,11 @@ def explore_generation(gen:AdaptiveGeneration):
     text, detail = W.HTML(), W.HTML()
     def draw(*_):
         i = sel.value
-        text.value = f"<style>{CSS}</style>" + render_tokens(rows, [o if o["budget"] else None for o in ov], selected=i)
-        o = ov[i] if ov else {}
-        detail.value = html.escape(f"{o.get('token')!r}: budget {o.get('budget')}, look-ahead {o.get('lookahead')}, "
-                                   f"entropy {o.get('entropy', float('nan')):.2f} nats, thought [{o.get('thought', '')}]")
+        text.value = f"<style>{CSS}</style>" + render_tokens(rows, [_hover(o) for o in ov], selected=i)
+        o = ov[i] if ov else dict(token=None, budget=0, horizon=0, served_by=-1, entropy=float("nan"), thought="")
+        served = f"served by the thought before token {o['served_by']}" if o["served_by"] >= 0 else "no thought"
+        detail.value = html.escape(f"{o['token']!r}: budget {o['budget']}, horizon {o['horizon']}, {served}, "
+                                   f"entropy {o['entropy']:.2f} nats, thought [{o['thought']}]")
     sel.observe(draw, "value"); draw()
     return W.VBox([sel, text, detail])
 

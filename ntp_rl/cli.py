@@ -96,6 +96,7 @@ def _think_parser() -> CliParser:
                    "thinking-model folder, or (--adaptive) a budget-model folder or checkpoint")
     p.add_argument("--prompt", default="The capital of France is", help="text to continue")
     p.add_argument("--thought-len", type=int, default=None, help="thought tokens per generated token, incl. start/end markers")
+    p.add_argument("--horizon", type=int, default=1, help="fixed thoughts: tokens each thought serves before the next is written")
     p.add_argument("--max-new-tokens", type=int, default=40, help="tokens to generate")
     p.add_argument("--temperature", type=float, default=0.0, help="text sampling temperature (0: greedy)")
     p.add_argument("--thought-temperature", type=float, default=1.0, help="thought sampling temperature")
@@ -106,7 +107,7 @@ def _think_parser() -> CliParser:
     p.add_argument("--compare", action="store_true", help="fixed thoughts: also time plain generation")
     p.add_argument("--adaptive", action="store_true", help="think only where the trained budget policy says")
     p.add_argument("--lam", type=float, default=0.01, help="adaptive: price per thought token in nats per look-ahead token (higher: fewer thoughts)")
-    p.add_argument("--decision", default="greedy", choices=["greedy", "sample"], help="adaptive: how budgets are picked")
+    p.add_argument("--decision", default="greedy", choices=["greedy", "sample"], help="adaptive: how budgets and horizons are picked")
     p.add_argument("--html", default="", help="adaptive: also write the overlay page (entropy shading, budgets, thoughts) to this file")
     return p
 
@@ -120,7 +121,8 @@ def ntp_rl_think(argv:list[str]|None=None):
             check(not a.html, "--html needs --adaptive (the page shows where the policy chose to think)")
             from ntp_rl.thoughts import think
             return think(a.model, a.prompt, a.thought_len, a.max_new_tokens, a.temperature, a.thought_temperature, a.seed,
-                         a.device, a.dtype, a.show_thoughts, a.compare)
+                         a.device, a.dtype, a.show_thoughts, a.compare, horizon=a.horizon)
+        check(a.horizon == 1, "--horizon is for fixed thoughts; with --adaptive the policy picks each thought's horizon")
         check(a.thought_len is None, "--thought-len is for fixed thoughts; with --adaptive the policy picks each token's budget")
         check(not a.compare, "--compare is for fixed thoughts; drop it with --adaptive")
         if a.html: check_writable(a.html, "file")

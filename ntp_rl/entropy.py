@@ -16,13 +16,26 @@ from .core import *
 from .data import *
 
 # %% auto #0
-__all__ = ['LN2', 'SCHEMA', 'COLUMNS', 'TOKEN_CLASSES', 'PLOTS', 'MAX_TOP_K', 'next_token_stats', 'TokenText', 'token_text',
-           'doc_windows', 'batch_stats', 'rows_table', 'write_atomically', 'windows_hash', 'shard_path',
+__all__ = ['LN2', 'SCHEMA', 'COLUMNS', 'TOKEN_CLASSES', 'PLOTS', 'MAX_TOP_K', 'logits_entropy', 'next_token_stats', 'TokenText',
+           'token_text', 'doc_windows', 'batch_stats', 'rows_table', 'write_atomically', 'windows_hash', 'shard_path',
            'compute_entropies', 'load_entropies', 'window_table', 'load_vocab', 'run_info', 'token_class',
            'entropy_summary', 'top_contexts', 'plot_entropy', 'save_plots', 'EntropyConfig', 'run_entropy']
 
 # %% ../nbs/02_entropy.ipynb #47037520
 LN2 = math.log(2)
+
+def logits_entropy(logits:torch.Tensor, # (..., V) logits, any float dtype; -inf marks a token that cannot occur
+                   p:torch.Tensor|None=None, # softmax(logits) in fp32, if the caller has it already
+                   lse:torch.Tensor|None=None, # (...,) logsumexp(logits) in fp32, if the caller has it already
+                  ) -> torch.Tensor: # (...,) nats, fp32
+    "Entropy of softmax(logits) in fp32: H = log Z − Σ p·logit; a token at −∞ has p = 0 and adds nothing."
+    lf = logits.float()
+    if p is None and lse is None:  # alone: −Σ p·log p from one log-softmax (the fewest passes over V)
+        lp = torch.log_softmax(lf, -1)
+        return -torch.nansum(lp.exp() * lp, -1)  # nansum: 0·(−∞) is nan, and exactly those terms are 0
+    if p is None: p = torch.softmax(lf, -1)
+    if lse is None: lse = torch.logsumexp(lf, -1)
+    return lse - torch.nansum(p * lf, -1)
 
 @torch.no_grad()
 def next_token_stats(logits:torch.Tensor, # (N, V) next-token logits, any float dtype

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 from .core import *
 from .thoughts import *
-from .trainer import Objective
+from .objective import Objective
 
 # %% auto #0
 __all__ = ['ADVANTAGES', 'THOUGHT_SOURCES', 'NLL_KINDS', 'DISTILL_RL', 'QuietStarConfig', 'masked_mean', 'lookahead_reward',
@@ -166,7 +166,7 @@ class QuietStarObjective(Objective):
     def _baseline(self):
         s, n = self.reward_ema
         return s / n if n > 0 else None
-    def loss(self, lm, batch, rollout, scores):
+    def loss(self, lm, batch, rollout):
         th = thought_forward(lm, batch["input_ids"], batch["attention_mask"], rollout["tokens"], self.tcfg, self.marks,
                              self.head, positions=rollout["positions"])
         base = None
@@ -315,6 +315,6 @@ class DistillObjective(Objective):
         dev = batch["input_ids"].device
         if th.model.device != dev: th.model.to(dev); th.head.to(dev)
         return dict(teacher=teacher_mixed_logprobs(th, batch["input_ids"], batch["attention_mask"], self.cfg.teacher_temperature))
-    def loss(self, lm, batch, rollout, scores):
+    def loss(self, lm, batch, rollout):
         logits = lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, L, V)
         return distill_loss(logits, rollout["teacher"], batch["input_ids"], batch["attention_mask"], self.cfg, self.marks.ids)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_trainer.ipynb #6b8ecd46
 from __future__ import annotations
-import contextlib, dataclasses, importlib, json, math, os, re, resource, shutil, sys, time
+import contextlib, dataclasses, json, math, os, re, resource, shutil, sys, time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any
@@ -14,80 +14,12 @@ import torch.nn as nn
 import yaml
 from .core import *
 from .data import *
+from .objective import *
 
 # %% auto #0
-__all__ = ['OBJECTIVES', 'SCHEDULES', 'PRECISIONS', 'RESUME_FREE', 'CKPT', 'Objective', 'NextTokenConfig', 'NextTokenObjective',
-           'register_objective', 'get_objective', 'TrainConfig', 'config_to_dict', 'parse_overrides',
+__all__ = ['SCHEDULES', 'PRECISIONS', 'RESUME_FREE', 'CKPT', 'TrainConfig', 'config_to_dict', 'parse_overrides',
            'load_train_config', 'TrainModule', 'BatchStream', 'checkpoints', 'latest_checkpoint', 'checkpoint_state',
            'Trainer', 'train', 'read_metrics', 'CurriculumConfig', 'run_curriculum', 'load_curriculum']
-
-# %% ../nbs/07_trainer.ipynb #6f0df8b8
-class Objective(nn.Module):
-    "Base class: an objective is `rollout → score → loss → metrics`; subclasses own their trainable extras as submodules."
-    Config = None # the objective's config dataclass (filled from `TrainConfig.objective_args`)
-    def __init__(self, cfg, tok):
-        super().__init__()
-        self.cfg, self.tok = cfg, tok
-    def prepare_model(self, lm:nn.Module, init_from:str="") -> nn.Module:
-        "Adapt the language model before training (e.g. add thought tokens); `init_from` is the checkpoint the run starts from."
-        return lm
-    def rollout(self, lm, batch:dict) -> dict: return {}
-    def score(self, lm, batch:dict, rollout:dict) -> dict: return {}
-    def loss(self, lm, batch:dict, rollout:dict, scores:dict) -> tuple[torch.Tensor, dict]: raise NotImplementedError
-    def param_groups(self, lr:float, objective_lr:float) -> list[dict]:
-        "Optimiser groups of the objective's own parameters (each in exactly one); default: all at `objective_lr`."
-        return [dict(params=[p for p in self.parameters() if p.requires_grad], lr=objective_lr)]
-    def metrics(self, lm, batch:dict, rollout:dict, scores:dict, parts:dict) -> dict:
-        "Numbers to log (floats); default: the loss parts."
-        return {k: float(v) for k, v in parts.items()}
-    def forward(self, lm, batch:dict) -> dict:
-        "One step of the objective on `batch`; returns the loss and the metrics."
-        ro = self.rollout(lm, batch)
-        sc = self.score(lm, batch, ro)
-        loss, parts = self.loss(lm, batch, ro, sc)
-        return dict(loss=loss, metrics=self.metrics(lm, batch, ro, sc, {k: v.detach() if torch.is_tensor(v) else v for k, v in parts.items()}))
-    def save_extras(self, lm, path:Path):
-        "Write what a user needs to use the trained model (default: the LM and tokenizer in Hugging Face format)."
-        lm.save_pretrained(path); self.tok.save_pretrained(path)
-
-# %% ../nbs/07_trainer.ipynb #b5e7a65b
-@dataclass
-class NextTokenConfig:
-    "The plain next-token baseline has no knobs."
-    pass
-
-class NextTokenObjective(Objective):
-    "Plain next-token cross-entropy: the baseline every thinking objective is compared against."
-    Config = NextTokenConfig
-    def loss(self, lm, batch, rollout, scores):
-        logits = lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, L, V)
-        nll = token_nll(logits, batch["input_ids"], batch["attention_mask"])  # (B, L-1)
-        m = batch["attention_mask"]
-        n = (m[:, 1:] * m[:, :-1]).sum().clamp(min=1)
-        loss = nll.sum() / n
-        return loss, dict(nll=loss)
-
-# %% ../nbs/07_trainer.ipynb #caca5d38
-OBJECTIVES = {
-    "ntp": NextTokenObjective, # defined above: no import needed
-    "quietstar": "ntp_rl.quietstar:QuietStarObjective",
-    "distill": "ntp_rl.quietstar:DistillObjective",
-    "budget": "ntp_rl.budget:BudgetObjective",
-}
-
-def register_objective(name:str, target:str|type):
-    "Make objective `name` available to the trainer: an `Objective` subclass or a 'module:Class' path."
-    OBJECTIVES[name] = target
-
-def get_objective(name:str) -> type:
-    "The objective class registered as `name`."
-    if name not in OBJECTIVES: raise NtpRlError(f"unknown objective {name!r}; use one of: {', '.join(OBJECTIVES)}")
-    target = OBJECTIVES[name]
-    if isinstance(target, str):
-        mod, cls = target.split(":")
-        try: target = getattr(importlib.import_module(mod), cls)
-        except (ImportError, AttributeError): raise NtpRlError(f"objective {name!r} ({OBJECTIVES[name]}) is not available in this version of ntp_rl") from None
-    return target
 
 # %% ../nbs/07_trainer.ipynb #a9a3b1b2
 SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine")

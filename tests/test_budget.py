@@ -7,7 +7,8 @@ import torch
 from ntp_rl.core import *
 from ntp_rl.thoughts import *
 from ntp_rl.budget import *
-from ntp_rl.trainer import TrainConfig, Trainer, checkpoints, read_metrics, register_objective
+from ntp_rl.trainer import TrainConfig, Trainer, checkpoints, read_metrics
+from ntp_rl.objective import register_objective
 
 from trainutil import ROOT, SCRIPT, run, losses, launch_two, assert_resume_exact
 BG = ["objective=budget", "objective_args.budgets=[0,2,4]", "objective_args.lookaheads=[1,2]", "objective_args.n_positions=6",
@@ -111,7 +112,7 @@ def test_budget_zero_is_the_base_model(tiny):
     # inference: an untrained policy thinks nowhere and reproduces plain generation token for token
     pol = new_budget_policy(m, BudgetConfig(budgets=(0, 2, 4)))
     gen = generate_adaptive(m, tok, "In the year 2889", pol, lam=0.5, max_new_tokens=8, head=th.head)
-    assert gen.token_ids == generate_plain(m, tok, "In the year 2889", 8, marks=marks).token_ids and set(gen.budgets) == {0}
+    assert gen.token_ids == generate_plain(m, tok, "In the year 2889", 8).token_ids and set(gen.budgets) == {0}
 
 def test_generate_adaptive_forwards_cost_the_budget(tiny):
     m, tok, marks = tiny
@@ -125,8 +126,50 @@ def test_generate_adaptive_forwards_cost_the_budget(tiny):
             gen = generate_adaptive(m, tok, "In the year 2889", pol, lam=0.0, max_new_tokens=5)
             n_prompt = len(tok("In the year 2889", add_special_tokens=False).input_ids)
             assert gen.budgets == [b] * len(gen.token_ids)
-            assert c.n == n_prompt + (len(gen.token_ids) - 1) + b * len(gen.token_ids), (b, c.n)  # text + exactly b per token
+            text = n_prompt + (len(gen.token_ids) - 1)
+            # generation: the text + exactly b per token; then one untimed text pass for the overlay's entropies
+            assert c.n == text + b * len(gen.token_ids) + text, (b, c.n)
     finally: c.close()
+
+def test_policy_decide_is_the_policy(tiny):
+    """The decide function 06 hands to 04's loop (the price folded into the biases once) picks what `draw_decisions`
+    picks from the policy's forward, greedy and sampled."""
+    m, tok, marks = tiny
+    pol = new_budget_policy(m, BudgetConfig(budgets=(0, 2, 4, 8), lookaheads=(1, 2, 4)))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for mod in (pol.trunk[0], pol.budget_head, pol.lookahead_head):  # decisions that vary with the hidden state
+            for p in mod.parameters(): p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+        pol.trunk[0].weight[:, 64] *= 0.05  # the tiny model's entropy is ≈ 10.8 everywhere: keep it from dominating
+        pol.entropy_coef.copy_(torch.randn(4, generator=g) * 0.1); pol.cost_coef.fill_(30.0)
+    h = torch.randn(200, 64, generator=g)
+    with torch.no_grad(): ent, logits = next_token_entropy(m, h, marks), lm_logits(m, h, marks)
+    pts = [DecisionPoint(0, h[i], logits[i]) for i in range(len(h))]
+    for lam in (0.0, 0.03):
+        decide = policy_decide(pol, lam)
+        with torch.no_grad(): ref = draw_decisions(pol(h, ent, torch.full_like(ent, lam)), pol.budgets, pol.lookaheads, greedy=True)
+        got = [decide(pt) for pt in pts]
+        want = [(int(b), int(a)) if b else NO_THOUGHTS for b, a in zip(ref.budgets, ref.lookaheads)]
+        assert got == want and len(set(got)) > 3, (got[:10], want[:10])
+    drawn = policy_decide(pol, 0.0, "sample", torch.Generator().manual_seed(1))
+    with torch.no_grad(): p = pol(h[:1], ent[:1], torch.zeros(1)).budget_logits.softmax(-1)[0]
+    freq = torch.bincount(torch.tensor([pol.budgets.index(drawn(pts[0])[0]) for _ in range(2000)]), minlength=4) / 2000
+    torch.testing.assert_close(freq, p, atol=0.04, rtol=0)
+
+def test_generate_adaptive_horizon_costs_and_serves(tiny):
+    "A policy that picks budget 4 and horizon 3: one thought every 3 tokens, costing 4 + 2 chain tokens each, plus the text."
+    m, tok, marks = tiny
+    pol = new_budget_policy(m, BudgetConfig(budgets=(0, 4), lookaheads=(1, 3)))
+    with torch.no_grad(): pol.budget_head.bias.copy_(torch.tensor([0., 50.])); pol.lookahead_head.bias.copy_(torch.tensor([0., 50.]))
+    c = TokenCounter(m)
+    try: gen = generate_adaptive(m, tok, "In the year 2889", pol, lam=0.0, max_new_tokens=7)
+    finally: c.close()
+    n_prompt = len(tok("In the year 2889", add_special_tokens=False).input_ids)
+    assert gen.budgets == [4, 0, 0, 4, 0, 0, 4] and gen.horizons == [3, 0, 0, 3, 0, 0, 3]
+    assert gen.served_by == [0, 0, 0, 3, 3, 3, 6] and len(gen.entropies) == 7
+    assert c.n - (n_prompt + 7 - 1) == n_prompt + 7 - 1 + 3 * 4 + 2 * 2  # generation: text + 3 thoughts + 4 served tokens; then the entropy pass
+    ov = budget_overlay(gen)
+    assert [o["served_by"] for o in ov] == gen.served_by and ov[1]["thought"] == ov[0]["thought"] != ""
 
 class PaidThinking(BudgetObjective):
     "Thinking provably pays: every thought gains +1 nat per look-ahead token on top of what it measures."
