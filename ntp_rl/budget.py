@@ -24,7 +24,7 @@ __all__ = ['BUDGET_FILE', 'VALUES_FILE', 'ENTROPY_BUCKETS', 'BudgetConfig', 'Bud
            'training_budgets', 'BudgetObjective', 'AdaptiveThinker', 'is_budget_model', 'save_budget_model',
            'load_budget_model', 'AdaptiveGeneration', 'value_decide', 'generate_adaptive', 'budget_overlay',
            'place_fixed', 'place_entropy', 'place_random', 'place_values', 'evaluate_placement', 'spearman',
-           'summarize_placement', 'think_adaptive', 'adaptive_page', 'explore_generation', 'think_cli']
+           'summarize_placement', 'think_adaptive', 'adaptive_page', 'explore_generation']
 
 # %% ../nbs/06_budget.ipynb #222f67fe
 @dataclass
@@ -47,7 +47,12 @@ class BudgetConfig:
     init_text: str = "---" # the markers start as the embedding of this text
     mixing_hidden: int = 0 # width of the mixing head's hidden layer (0 = the model's hidden size)
     def __post_init__(self):
-        self.budgets, self.lookaheads = tuple(int(b) for b in self.budgets), tuple(int(a) for a in self.lookaheads)
+        check_fields(self)
+        for name in ("budgets", "lookaheads"):
+            v = getattr(self, name)
+            check(all(isinstance(x, int) and not isinstance(x, bool) for x in v),
+                  f"BudgetConfig.{name}={v!r}; give whole numbers, e.g. {getattr(BudgetConfig, name)}")
+        self.budgets, self.lookaheads = tuple(self.budgets), tuple(self.lookaheads)
         b, a = self.budgets, self.lookaheads
         check(len(b) >= 2 and b[0] == 0 and list(b) == sorted(set(b)), f"budgets={b}; give increasing distinct thought "
               "lengths starting with 0, e.g. (0, 2, 4, 8)")
@@ -388,12 +393,15 @@ def load_budget_model(path, dtype:str="float32", device:str="auto") -> AdaptiveT
     if (path/"model").is_dir() and not is_budget_model(path): path = path/"model"
     check(is_budget_model(path), f"{path} has no {BUDGET_FILE}; give a folder written by save_budget_model or a "
           f"checkpoint of a run with objective=budget")
-    meta = json.loads((path/BUDGET_FILE).read_text())
+    fix = "re-save it with save_budget_model (or use a checkpoint of a run with objective=budget)"
+    meta = read_json(path/BUDGET_FILE, fix)
     check("values" in meta and (path/VALUES_FILE).exists(), f"{path} holds a budget policy of an older ntp_rl (a λ-conditioned "
           f"policy gradient); retrain it with objective=budget, which now estimates the value of every budget and horizon")
     th = load_thinking_model(path, dtype=dtype, device=device)
-    cfg = BudgetConfig(**meta["config"])
-    vals = BudgetValues(budgets=cfg.budgets, lookaheads=cfg.lookaheads, **meta["values"])
+    try:
+        cfg = BudgetConfig(**meta["config"])
+        vals = BudgetValues(budgets=cfg.budgets, lookaheads=cfg.lookaheads, **meta["values"])
+    except (KeyError, TypeError) as e: raise NtpRlError(f"{path/BUDGET_FILE} does not describe value estimates ({e}); {fix}") from None
     vals.load_state_dict(load_file(str(path/VALUES_FILE)))
     return AdaptiveThinker(th, vals.to(th.model.device).eval(), cfg)
 
@@ -548,6 +556,11 @@ def think_adaptive(model:str="smollm2-135m", # a budget-model folder (a checkpoi
                    show_thoughts:bool=False, out=None) -> AdaptiveGeneration:
     "Adaptive generation from the command line's arguments: text, per-token budgets and thoughts, cost and TTFT."
     out = out or sys.stdout
+    check(lam >= 0, f"lam={lam}; the price of a thought token is 0 or more (higher: fewer thoughts)")
+    check(isinstance(max_new_tokens, int) and max_new_tokens >= 1, f"max_new_tokens={max_new_tokens}; generate at least 1 token")
+    check(temperature >= 0 and thought_temperature >= 0, f"temperature={temperature}, thought_temperature={thought_temperature}; "
+          "use 0 (greedy) or a positive temperature")
+    check(bool(prompt), "the prompt is empty; give some text to continue")
     seed_everything(seed)
     if is_budget_model(model) or (Path(model).expanduser()/"model"/BUDGET_FILE).exists():
         at = load_budget_model(model, dtype=dtype, device=device)
@@ -607,27 +620,3 @@ def explore_generation(gen:AdaptiveGeneration):
                                    f"entropy {o['entropy']:.2f} nats, thought [{o['thought']}]")
     sel.observe(draw, "value"); draw()
     return W.VBox([sel, text, detail])
-
-def think_cli(argv=None):
-    "Console entry point `ntp_rl_think`: a thought before every token, or with --adaptive only where the value estimates say a thought pays."
-    ap = think_parser()
-    ap.description = ("Generate text with thoughts: a fixed Quiet-STaR thought before every token (or every --horizon tokens), "
-                      "or (--adaptive) a learned budget and horizon per decision at price --lam.")
-    ap.add_argument("--adaptive", action="store_true", help="think only where the trained value estimates say it pays (--model: a budget-model folder)")
-    ap.add_argument("--lam", type=float, default=0.01, help="adaptive: price per thought token in nats per look-ahead token (higher: fewer thoughts)")
-    ap.add_argument("--html", default="", help="adaptive: also write the overlay page (entropy shading, budgets, horizons, thoughts) to this file")
-    a = ap.parse_args(argv)
-    def _main():
-        if not a.adaptive:
-            check(not a.html, "--html needs --adaptive (the page shows where the value estimates chose to think)")
-            return think(a.model, a.prompt, a.thought_len, a.max_new_tokens, a.temperature, a.thought_temperature, a.seed,
-                         a.device, a.dtype, a.show_thoughts, a.compare, horizon=a.horizon)
-        check(a.thought_len is None, "--thought-len is for fixed thoughts; with --adaptive the estimates pick each thought's budget")
-        check(a.horizon == 1, "--horizon is for fixed thoughts; with --adaptive the estimates pick each thought's horizon")
-        gen = think_adaptive(a.model, a.prompt, a.lam, a.max_new_tokens, a.temperature, a.thought_temperature,
-                             a.seed, a.device, a.dtype, a.show_thoughts)
-        if a.html:
-            Path(a.html).write_text(adaptive_page([gen]), encoding="utf-8")
-            print(f"page: {a.html}", file=sys.stderr)
-        return gen
-    run_cli(_main)

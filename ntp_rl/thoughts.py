@@ -29,7 +29,7 @@ __all__ = ['THOUGHT_ATTN', 'START_THOUGHT', 'END_THOUGHT', 'CHUNK_LOGITS', 'MIX_
            'Lookahead', 'lookahead_targets', 'Thoughts', 'sample_thought_tokens', 'sample_thoughts', 'replay_thoughts',
            'thought_forward', 'reference_thoughts', 'Thinker', 'make_thinker', 'is_thinking_model',
            'save_thinking_model', 'load_thinking_model', 'Generation', 'DecisionPoint', 'generate_with_thoughts',
-           'generate_plain', 'thoughts_html', 'think', 'think_parser']
+           'generate_plain', 'thoughts_html', 'think']
 
 # %% ../nbs/04_thoughts.ipynb #98f482bd
 @dataclass
@@ -42,6 +42,7 @@ class ThoughtConfig:
     logprob_temperature: float = 0.0 # temperature of the returned policy log-probs; 0 = the sampling temperature (the original scored at 3 while sampling at 1)
     init_text: str = "---" # the markers' embeddings start as the mean embedding of this text's tokens (the original: "---")
     def __post_init__(self):
+        check_fields(self)
         check(self.thought_len >= 2, f"ThoughtConfig.thought_len={self.thought_len}; it counts the start and end markers, so use at least 2")
         check(self.n_ahead >= 1, f"ThoughtConfig.n_ahead={self.n_ahead}; score each thought on at least 1 future token")
         check(self.n_thoughts >= 1, f"ThoughtConfig.n_thoughts={self.n_thoughts}; sample at least 1 thought per position")
@@ -69,7 +70,9 @@ def max_positions(config) -> int|None:
         if getattr(config, k, None): return int(getattr(config, k))
     return None
 
-def check_thinking_model(model:PreTrainedModel, cfg:ThoughtConfig, window:int):
+def check_thinking_model(model:PreTrainedModel, cfg:ThoughtConfig, window:int,
+                         what:str="window", # what the `window` tokens are, named in the message (e.g. "prompt + max_new_tokens")
+                        ):
     "Raise `NtpRlError` unless `model` can think with `cfg` over windows of `window` tokens."
     c = model.config
     impl = c._attn_implementation
@@ -78,8 +81,11 @@ def check_thinking_model(model:PreTrainedModel, cfg:ThoughtConfig, window:int):
     check(impl in THOUGHT_ATTN.values(), f"the model still uses plain {impl!r} attention; call add_thought_tokens(model, tok, cfg) "
           f"first (it installs the thought-aware {THOUGHT_ATTN.get(impl)!r})")
     need, ctx = window + cfg.T + cfg.A - 1, max_positions(c)
-    check(ctx is None or need <= ctx, f"window {window} + thought_len {cfg.T} + n_ahead {cfg.A} - 1 = {need} positions, beyond "
-          f"the model's context of {ctx}; use a window of at most {ctx - cfg.T - cfg.A + 1} tokens or a shorter thought")
+    room = None if ctx is None else ctx - cfg.T - cfg.A + 1  # the longest `window` that fits
+    check(room is None or room >= 1, f"thought_len {cfg.T} + n_ahead {cfg.A} - 1 = {cfg.T + cfg.A - 1} positions leave no room in "
+          f"the model's context of {ctx}; use a shorter thought_len or n_ahead")
+    check(room is None or need <= ctx, f"{what} {window} + thought_len {cfg.T} + n_ahead {cfg.A} - 1 = {need} positions, beyond "
+          f"the model's context of {ctx}; use a {what} of at most {room} tokens or a shorter thought")
     sw = getattr(c, "sliding_window", None)
     if sw is not None and getattr(c, "use_sliding_window", True):
         check(need <= sw, f"the model's sliding window ({sw}) is shorter than window + thought ({need}); use a shorter window")
@@ -685,14 +691,18 @@ def load_thinking_model(path, dtype:str="float32", device:str="auto") -> Thinker
     path = Path(path).expanduser()
     check(is_thinking_model(path), f"{path} has no {THOUGHTS_FILE}; save it with save_thinking_model, "
           f"or load a plain model with load_model and call make_thinker")
-    meta = json.loads((path/THOUGHTS_FILE).read_text())
+    fix = "re-save the folder with save_thinking_model"
+    meta = read_json(path/THOUGHTS_FILE, fix)
+    check({"config", "marks", "head"} <= set(meta), f"{path/THOUGHTS_FILE} lacks config, marks or head; {fix}")
+    try: cfg = ThoughtConfig(**meta["config"])
+    except TypeError as e: raise NtpRlError(f"{path/THOUGHTS_FILE}: {e}; {fix}") from None
     model, tok = load_model(str(path), dtype=dtype, device=device)
     use_thought_attention(model)  # the attention implementation is not part of a saved config
     marks = thought_marks(tok)
     check(marks == ThoughtMarks(**meta["marks"]), f"{path}: the tokenizer's thought token ids {marks} differ from {meta['marks']}")
     head = MixingHead(**meta["head"])
     head.load_state_dict(load_file(str(path/HEAD_FILE)))
-    return Thinker(model, tok, ThoughtConfig(**meta["config"]), marks, head.to(model.device))
+    return Thinker(model, tok, cfg, marks, head.to(model.device))
 
 # %% ../nbs/04_thoughts.ipynb #b02d02e1
 @dataclass
@@ -761,7 +771,7 @@ def generate_with_thoughts(model:PreTrainedModel, tok:PreTrainedTokenizerBase, p
     check(ids.shape[1] >= 1, "the prompt is empty; give at least one token of text")
     if thinking:
         b0, a0 = (decide if fixed else (cfg.T, cfg.A))
-        check_thinking_model(model, ThoughtConfig(thought_len=max(b0, 2), n_ahead=a0), ids.shape[1] + max_new_tokens)
+        check_thinking_model(model, ThoughtConfig(thought_len=max(b0, 2), n_ahead=a0), ids.shape[1] + max_new_tokens, "prompt + max_new_tokens")
     max_ctx = max_positions(model.config)
     lm_head = model.get_output_embeddings()
     excl = torch.tensor(marks.ids, device=dev) if marks is not None else None
@@ -864,6 +874,10 @@ def think(model:str="smollm2-135m", # built-in name, model folder, or a folder w
          ) -> Generation:
     "Generate with thoughts from the command line's arguments and print the result."
     out = out or sys.stdout
+    check(isinstance(max_new_tokens, int) and max_new_tokens >= 1, f"max_new_tokens={max_new_tokens}; generate at least 1 token")
+    check(temperature >= 0, f"temperature={temperature}; use 0 (greedy) or a positive temperature")
+    check(thought_temperature >= 0, f"thought_temperature={thought_temperature}; use 0 (greedy) or a positive temperature")
+    check(bool(prompt), "the prompt is empty; give some text to continue")
     check(horizon >= 1, f"horizon={horizon}; a thought serves at least the next token")
     seed_everything(seed)
     if is_thinking_model(model):
@@ -889,19 +903,3 @@ def think(model:str="smollm2-135m", # built-in name, model folder, or a folder w
               f"{p.tokens_per_s / gen.tokens_per_s:.1f}x slower per token", file=sys.stderr)
     return gen
 
-def think_parser() -> argparse.ArgumentParser:
-    "The arguments of `ntp_rl_think` in fixed-thought mode (06_budget's `think_cli` adds --adaptive and its options)."
-    ap = argparse.ArgumentParser(prog="ntp_rl_think", description="Generate text with a Quiet-STaR thought before every token.")
-    ap.add_argument("--model", default="smollm2-135m", help="built-in name (smollm2-135m, tiny-llama, tiny-gpt2), model folder, or thinking-model folder")
-    ap.add_argument("--prompt", default="The capital of France is")
-    ap.add_argument("--thought-len", type=int, default=None, help="thought tokens per thought, incl. start/end markers")
-    ap.add_argument("--horizon", type=int, default=1, help="tokens each thought serves before the next is written")
-    ap.add_argument("--max-new-tokens", type=int, default=40)
-    ap.add_argument("--temperature", type=float, default=0.0, help="text sampling temperature (0: greedy)")
-    ap.add_argument("--thought-temperature", type=float, default=1.0)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--show-thoughts", action="store_true", help="print each token's thought")
-    ap.add_argument("--compare", action="store_true", help="also time plain generation")
-    return ap

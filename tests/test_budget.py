@@ -183,6 +183,10 @@ class PaidThinking(BudgetObjective):
 
 def test_values_learn_where_thinking_pays_and_the_price_steers_them(tmp_path):
     """Trained at random positions and budgets (independent of the estimates, which start at 0 and so think nowhere),
+    the estimates learn that a thought pays 1 nat per token at one kind of position and nothing at the other. At a
+    price of 1/4 nat per thought token (a budget of 2 costs 1/2) the decisions think at the first kind only; at 0.8
+    (well above the 1/2 where budget 2's 1 nat stops paying, allowing for the estimates' error) nowhere; without
+    retraining. Zero thinking never dies: at the other kind the decision stays 0."""Trained at random positions and budgets (independent of the estimates, which start at 0 and so think nowhere),
     the estimates learn that a thought pays 1 nat per token at one kind of position and nothing at the other; at a
     price of 1/4 nat per thought token (a budget of 2 costs 1/2) the decisions think at the first kind only, at 0.8 (well above the 1/2 where budget 2's 1 nat stops
     paying, allowing for the estimates' error) nowhere, without retraining. Zero thinking never dies: at the other kind the decision stays 0."""
@@ -216,7 +220,7 @@ def test_budget_resume_is_exact(tmp_path):
     at = load_budget_model(checkpoints(a)[-1], device="cpu")
     assert at.cfg.budgets == (0, 2, 4) and at.thinker.cfg.thought_len == 4
     page = tmp_path/"page.html"
-    r = run([sys.executable, "-c", "from ntp_rl.budget import think_cli; think_cli()", "--adaptive", "--model",
+    r = run([sys.executable, "-c", "from ntp_rl.cli import ntp_rl_think; ntp_rl_think()", "--adaptive", "--model",
              str(checkpoints(a)[-1]), "--lam", "0.0", "--max-new-tokens", "4", "--show-thoughts",
              "--html", str(page)])
     assert "thought tokens per token" in r.stdout and "TTFT" in r.stdout and " b=" in r.stdout

@@ -41,7 +41,7 @@ curriculum:
     - {{name: think, objective: quietstar, objective_args: {{thought_len: 3, n_ahead: 2, n_thoughts: 2, n_positions: 4}}}}
     - {{name: ntp, objective: distill}}
 """)
-    r = run([sys.executable, "-c", "from ntp_rl.trainer import curriculum_cli; curriculum_cli()", "--config", str(cfg)])
+    r = run([sys.executable, "-c", "from ntp_rl.cli import ntp_rl_curriculum; ntp_rl_curriculum()", "--config", str(cfg)])
     stages = [json.loads(l)["stage"] for l in r.stdout.strip().splitlines()]
     assert stages == ["think", "ntp"]
     assert sorted(p.name for p in (tmp_path/"cur").iterdir()) == ["0_think", "1_ntp"]

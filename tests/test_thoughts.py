@@ -374,7 +374,7 @@ def test_thoughts_html_escapes_everything():
 
 def _think_cmd():
     exe = Path(sys.executable).with_name("ntp_rl_think")
-    return [str(exe)] if exe.exists() else [sys.executable, "-c", "from ntp_rl.budget import think_cli; think_cli()"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-c", "from ntp_rl.cli import ntp_rl_think; ntp_rl_think()"]
 
 
 def test_cli_runs_on_tiny_llama():
