@@ -17,9 +17,9 @@ from .quietstar import bootstrap_mean
 from .trainer import TrainConfig, train, read_metrics
 
 # %% auto #0
-__all__ = ['TWOHOP_MODEL', 'ANCHOR_TYPES', 'TwohopModelConfig', 'init_twohop_model', 'twohop_train_config', 'build_twohop_model',
-           'prepare_twohop_model', 'prepare_twohop_cli', 'twohop_eval_windows', 'position_nll', 'type_summary',
-           'twohop_anchors', 'oracle_thoughts', 'thought_nll']
+__all__ = ['TWOHOP_MODEL', 'ANCHOR_TYPES', 'THOUGHT_KINDS', 'TwohopModelConfig', 'init_twohop_model', 'twohop_train_config',
+           'build_twohop_model', 'prepare_twohop_model', 'prepare_twohop_cli', 'twohop_eval_windows', 'position_nll',
+           'type_summary', 'twohop_anchors', 'oracle_thoughts', 'thought_nll']
 
 # %% ../nbs/07a_twohop.ipynb #1bf4bb4d
 TWOHOP_MODEL = "twohop-llama" # the built-in name (core's BUILT_MODELS maps it to its prepare command)
@@ -126,6 +126,7 @@ def type_summary(df:pd.DataFrame, value:str="nll", n_boot:int=1000, seed:int=0) 
 
 # %% ../nbs/07a_twohop.ipynb #32a39f42
 ANCHOR_TYPES = ("noise", "onehop", "twohop") # position types whose predictions thoughts are compared on
+THOUGHT_KINDS = ("oracle", "sampled") # what `thought_nll` puts in the thought slot
 
 def twohop_anchors(lab:TwohopLabels, types:tuple=ANCHOR_TYPES) -> tuple[torch.Tensor, torch.Tensor]:
     "Positions to think after: t−1 for every token t of `types`, as (B, P) `positions` padded by repetition and a (B, P) `valid` mask."
@@ -150,23 +151,30 @@ def oracle_thoughts(lab:TwohopLabels, positions:torch.Tensor, # (B, P) from `two
     return torch.stack([torch.full_like(z, marks.start), z, torch.full_like(z, marks.end)], -1)[:, None]
 
 @torch.no_grad()
-def thought_nll(model, tok, windows:Windows, thoughts="oracle", # "oracle", or a function (lab, positions, marks, tok) -> (B, 1, P, 3)
-                batch_size:int=64) -> pd.DataFrame:
-    "At every anchor: NLL of the next token without a thought (base) and after a teacher-forced thought (unmixed), with the thought."
-    cfg = ThoughtConfig(thought_len=3, n_ahead=1, n_thoughts=1)
+def thought_nll(model, tok, windows:Windows,
+                thoughts:str="oracle", # "oracle" (teacher-forced π(c)) or "sampled" (the model's own thoughts)
+                head:MixingHead|None=None, # a mixing head: adds the mixed prediction's NLL
+                temperature:float=1.0, # sampling temperature of "sampled" thoughts
+                seed:int=0, batch_size:int=64) -> pd.DataFrame:
+    "At every anchor: NLL of the next token without a thought (base), after a one-token thought (unmixed) and mixed, with the thought."
+    check(thoughts in THOUGHT_KINDS, f"thoughts={thoughts!r}; use one of: {', '.join(THOUGHT_KINDS)}")
+    cfg = ThoughtConfig(thought_len=3, n_ahead=1, n_thoughts=1, temperature=temperature)
     marks = add_thought_tokens(model, tok, cfg)  # a twohop tokenizer has the markers: their trained rows are kept
-    make = oracle_thoughts if thoughts == "oracle" else thoughts
+    g = torch.Generator(device=model.device).manual_seed(seed)
     rows, dev = [], model.device
     for s in range(0, len(windows), batch_size):
         ids, am = windows.input_ids[s:s+batch_size], windows.attention_mask[s:s+batch_size]
         lab = twohop_labels(ids, tok)
         pos, ok = twohop_anchors(lab)
-        tokens = make(lab, pos, marks, tok)
-        th = thought_forward(model, ids.to(dev), am.to(dev), tokens.to(dev), cfg, marks, positions=pos.to(dev))
-        base, after = -th.base_logprobs[..., 0].cpu(), -th.lookahead_logprobs[:, 0, :, 0].cpu()  # (B, P)
+        if thoughts == "oracle": tokens = oracle_thoughts(lab, pos, marks, tok, seed + s)
+        else: tokens = sample_thought_tokens(model, ids.to(dev), am.to(dev), cfg, marks, pos.to(dev), g)[0].cpu()
+        th = thought_forward(model, ids.to(dev), am.to(dev), tokens.to(dev), cfg, marks, head, positions=pos.to(dev))
         b, p = ok.nonzero(as_tuple=True)
+        col = dict(base=-th.base_logprobs[..., 0], thought=-th.lookahead_logprobs[:, 0, :, 0])  # (B, P) each
+        if head is not None: col["mixed"] = -th.mixed_logprobs[:, 0, :, 0]
         rows.append(pd.DataFrame(dict(window=(b + s).numpy(), pos=(pos[b, p] + 1).numpy(),
                                       type=np.array(TWOHOP_TYPES)[lab.types.gather(1, pos + 1)[b, p].numpy()],
-                                      base=base[b, p].numpy(), thought=after[b, p].numpy(),
-                                      thought_token=tokens[b, 0, p, 1].numpy(), intermediate=lab.intermediate.gather(1, pos + 1)[b, p].numpy())))
+                                      **{k: v.cpu()[b, p].numpy() for k, v in col.items()},
+                                      thought_token=tokens[b, 0, p, 1].numpy(),
+                                      intermediate=lab.intermediate.gather(1, pos + 1)[b, p].numpy())))
     return pd.concat(rows, ignore_index=True)
