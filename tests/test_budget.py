@@ -186,10 +186,7 @@ def test_values_learn_where_thinking_pays_and_the_price_steers_them(tmp_path):
     the estimates learn that a thought pays 1 nat per token at one kind of position and nothing at the other. At a
     price of 1/4 nat per thought token (a budget of 2 costs 1/2) the decisions think at the first kind only; at 0.8
     (well above the 1/2 where budget 2's 1 nat stops paying, allowing for the estimates' error) nowhere; without
-    retraining. Zero thinking never dies: at the other kind the decision stays 0."""Trained at random positions and budgets (independent of the estimates, which start at 0 and so think nowhere),
-    the estimates learn that a thought pays 1 nat per token at one kind of position and nothing at the other; at a
-    price of 1/4 nat per thought token (a budget of 2 costs 1/2) the decisions think at the first kind only, at 0.8 (well above the 1/2 where budget 2's 1 nat stops
-    paying, allowing for the estimates' error) nowhere, without retraining. Zero thinking never dies: at the other kind the decision stays 0."""
+    retraining. Zero thinking never dies: at the other kind the decision stays 0."""
     register_objective("paid_thinking", PaidThinking)
     cfg = TrainConfig(objective="paid_thinking", objective_args=dict(budgets=(0, 2, 3), lookaheads=(1,), n_positions=11, n_thoughts=2),
                       model=ModelConfig("tiny-llama", device="cpu"), data=DataConfig("verne", window=12, batch_size=4),
