@@ -17,7 +17,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # pip prints harmless "Location ... is ignored" lines on the project machines
 QUIET_PIP := { grep -v 'is ignored' || true; }
 
-.PHONY: setup run test sync lab docs chromium clean-venv
+.PHONY: setup run test sync lab docs outputs chromium clean-venv
 setup: $(STAMP)
 	$(BIN)/ntp_rl_prepare
 
@@ -45,6 +45,11 @@ chromium:
 # the documentation site, offline (no Quarto): execute the notebooks, nbdev-process them, render into _docs/
 docs: setup
 	$(BIN)/python scripts/build_docs.py
+
+# execute every notebook with its CI-sized defaults and store the outputs in place (commit them; NB=nbs/x.ipynb for one,
+# FLAGS=slow to run the slow cells too); tests/test_outputs.py checks the committed outputs
+outputs: setup
+	$(BIN)/python scripts/make_outputs.py $(NB) $(if $(FLAGS),--flags $(FLAGS),)
 
 # nbs/ is the source of truth: exporting and cleaning must change nothing
 sync: $(STAMP)

@@ -22,7 +22,7 @@ import torch
 from transformers import DynamicCache
 from ntp_rl.core import load_model, seed_everything, pick_device
 from ntp_rl.thoughts import (ThoughtConfig, make_thinker, sample_thoughts, sample_thought_tokens, thought_forward,
-                             _sample, _logits)
+                             sample_ids, lm_logits)
 
 
 def sync(dev):
@@ -55,13 +55,13 @@ def per_position_loop(model, ids, mask, cfg, marks, positions):
         for s in range(T - 2):
             m = torch.cat([m, torch.ones_like(feed)], 1)
             h = base(input_ids=feed, attention_mask=m, cache=cache, use_cache=True).last_hidden_state[:, -1]
-            feed = _sample(_logits(model, h, marks), cfg.temperature, None)[:, None]
+            feed = sample_ids(lm_logits(model, h, marks), cfg.temperature, None)[:, None]
         ahead = ids[:, i+1:i+A].clone()
         ahead = torch.cat([ahead, ahead.new_zeros(R, A - 1 - ahead.shape[1])], 1)
         block = torch.cat([feed, torch.full_like(feed, marks.end), ahead], 1)  # z_{T-2} (START if T=2), END, x[i+1..]
         m = torch.cat([m, torch.ones_like(block)], 1)
         h = base(input_ids=block, attention_mask=m, cache=cache, use_cache=True).last_hidden_state[:, 1:]
-        torch.log_softmax(_logits(model, h, marks), -1)  # the look-ahead's distributions
+        torch.log_softmax(lm_logits(model, h, marks), -1)  # the look-ahead's distributions
 
 
 def dense_step(model, head, ids, mask, cfg, marks):
@@ -92,7 +92,7 @@ def dense_step(model, head, ids, mask, cfg, marks):
         logits = raw.index_fill(-1, torch.tensor(marks.ids, device=dev), float("-inf"))
         if k == 0: base_h = h
         if 1 <= k <= T - 2:  # sample the next thought token (no pathwise gradient) and keep its policy log-prob
-            z = _sample(logits.detach().flatten(0, 1), cfg.temperature, None).view(R, L)
+            z = sample_ids(logits.detach().flatten(0, 1), cfg.temperature, None).view(R, L)
             pol.append(torch.log_softmax(logits / cfg.logprob_temperature, -1).gather(-1, z[..., None]).squeeze(-1))
             inp = z
         if k >= T:  # talk: predict x_{i+1+t}, t = k - T, mixing with the base prediction at i+t

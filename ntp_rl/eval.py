@@ -15,9 +15,9 @@ from .data import *
 
 # %% auto #0
 __all__ = ['Predictor', 'ENTROPY_BUCKETS', 'PROMPTS', 'plain_predictor', 'as_predictor', 'next_token_entropy', 'token_scores',
-           'bucket_table', 'gsm_eval_problems', 'extract_answer', 'greedy_generate', 'gsm_accuracy', 'answer_alphabet',
-           'answer_probability', 'generation_timing', 'results_row', 'save_results', 'plot_buckets',
-           'thinking_predictor', 'thinking_row']
+           'add_batch_scores', 'bucket_table', 'gsm_eval_problems', 'extract_answer', 'greedy_generate', 'gsm_accuracy',
+           'answer_alphabet', 'answer_probability', 'generation_timing', 'results_row', 'save_results', 'plot_buckets',
+           'thinking_predictor', 'thinking_scores', 'thinking_row']
 
 # %% ../nbs/08_eval.ipynb #16eeec03
 Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor] # (input_ids (B, L), attention_mask (B, L)) -> logits (B, L, V)
@@ -56,12 +56,17 @@ def token_scores(model, # a causal LM or a predictor
     for b in iter_batches(windows, batch_size, device=dev):
         ids, mask = b["input_ids"], b["attention_mask"]  # (B, L)
         logits = predict(ids, mask)  # (B, L, V)
-        ent = next_token_entropy(base_predict(ids, mask) if base_predict else logits)  # (B, L-1)
-        real = (mask[:, 1:] * mask[:, :-1]).bool()  # (B, L-1): the target and its context are real tokens
-        out["nll"].append(token_nll(logits, ids)[real])
-        out["correct"].append((logits[:, :-1].argmax(-1) == ids[:, 1:])[real])
-        out["entropy"].append(ent[real])
+        add_batch_scores(out, logits, base_predict(ids, mask) if base_predict else logits, ids, mask)
     return {k: torch.cat(v).cpu() for k, v in out.items()}
+
+def add_batch_scores(out:dict[str, list], # lists nll, correct, entropy to append to
+                     logits:torch.Tensor, base_logits:torch.Tensor, # (B, L, V) of the model scored and of the base
+                     ids:torch.Tensor, mask:torch.Tensor): # (B, L)
+    "Append one batch's per-token `nll`, top-1 `correct` and base `entropy` over predicted real tokens to `out`."
+    real = (mask[:, 1:] * mask[:, :-1]).bool()  # (B, L-1): the target and its context are real tokens
+    out["nll"].append(token_nll(logits, ids)[real])
+    out["correct"].append((logits[:, :-1].argmax(-1) == ids[:, 1:])[real])
+    out["entropy"].append(next_token_entropy(base_logits)[real])
 
 def bucket_table(scores:dict[str, torch.Tensor], # from `token_scores`
                  buckets:dict[str, float]=ENTROPY_BUCKETS,
@@ -219,13 +224,33 @@ def thinking_predictor(th, # a `Thinker` (04_thoughts): model, tokenizer, though
     def predict(input_ids, attention_mask): return teacher_mixed_logprobs(th, input_ids, attention_mask, temperature)
     return predict
 
+@torch.no_grad()
+def thinking_scores(th, # a `Thinker`
+                    windows:Windows, base, # held-out windows and the plain base model (defines easy/medium/hard)
+                    batch_size:int=4) -> tuple[dict[str, torch.Tensor], dict]:
+    "`token_scores` of a Quiet-STaR model's mixed predictions and its `lookahead_nll`, from one greedy thought per position."
+    from dataclasses import asdict
+    from ntp_rl.thoughts import ThoughtConfig, sample_thoughts
+    from ntp_rl.quietstar import mixed_next_logprobs, lookahead_sums
+    cfg = ThoughtConfig(**{**asdict(th.cfg), "n_thoughts": 1, "temperature": 0.0})
+    base_predict = as_predictor(base)
+    out, la = dict(nll=[], correct=[], entropy=[]), dict(base=0.0, thought=0.0, mixed=0.0, tokens=0)
+    was = th.model.training; th.model.eval()
+    for b in iter_batches(windows, batch_size, device=th.model.device):
+        ids, mask = b["input_ids"], b["attention_mask"]  # (B, L)
+        t = sample_thoughts(th.model, ids, mask, cfg, th.marks, th.head)  # the thoughts both measures read
+        for k, v in lookahead_sums(t).items(): la[k] += v
+        add_batch_scores(out, mixed_next_logprobs(th, t), base_predict(ids, mask), ids, mask)
+    th.model.train(was)
+    n = la.pop("tokens")
+    return {k: torch.cat(v).cpu() for k, v in out.items()}, {f"nll_{k}": s / max(n, 1) for k, s in la.items()} | dict(tokens=n)
+
 def thinking_row(name:str, th, # the thinking model's label and its `Thinker`
                  windows:Windows, base, # held-out windows and the plain base model (defines easy/medium/hard)
                  batch_size:int=4, **extra) -> tuple[dict, pd.DataFrame]:
     "A results row for a Quiet-STaR model: per-bucket perplexity of its mixed predictions, look-ahead NLL, thought cost."
-    from ntp_rl.quietstar import lookahead_nll
-    buckets = bucket_table(token_scores(thinking_predictor(th), windows, base=base, batch_size=batch_size))
-    la = lookahead_nll(th, windows, batch_size, temperature=0.0)
+    scores, la = thinking_scores(th, windows, base, batch_size)
+    buckets = bucket_table(scores)
     row = results_row(name, buckets, thought_tokens_per_token=float(th.cfg.thought_len),
                       lookahead_nll_base=la["nll_base"], lookahead_nll_mixed=la["nll_mixed"], **extra)
     return row, buckets

@@ -12,13 +12,13 @@ import torch
 import torch.nn as nn
 from .core import *
 from .thoughts import *
-from .trainer import Objective
+from .objective import Objective
 
 # %% auto #0
 __all__ = ['ADVANTAGES', 'THOUGHT_SOURCES', 'NLL_KINDS', 'DISTILL_RL', 'QuietStarConfig', 'masked_mean', 'lookahead_reward',
-           'advantages', 'reinforce_loss', 'quietstar_loss', 'QuietStarObjective', 'lookahead_nll_by_window',
-           'lookahead_nll', 'bootstrap_mean', 'DistillConfig', 'teacher_mixed_logprobs', 'distill_loss',
-           'DistillObjective']
+           'advantages', 'reinforce_loss', 'quietstar_loss', 'QuietStarObjective', 'lookahead_sums',
+           'lookahead_nll_by_window', 'lookahead_nll', 'bootstrap_mean', 'DistillConfig', 'mixed_next_logprobs',
+           'teacher_mixed_logprobs', 'distill_loss', 'DistillObjective']
 
 # %% ../nbs/05_quietstar.ipynb #f382c991
 ADVANTAGES = ("signed", "positive")
@@ -45,6 +45,7 @@ class QuietStarConfig:
     n_positions: int = 0 # think after this many random positions per window (0 = every position, as the original)
     mixing_hidden: int = 0 # width of the mixing head's hidden layer (0 = the model's hidden size, as the original)
     def __post_init__(self):
+        check_fields(self)
         self.thought_config()  # T >= 2, A >= 1, K >= 1, temperatures
         check(self.advantage in ADVANTAGES, f"advantage={self.advantage!r}; use one of: {', '.join(ADVANTAGES)}")
         check(self.thought_source in THOUGHT_SOURCES, f"thought_source={self.thought_source!r}; use one of: {', '.join(THOUGHT_SOURCES)}")
@@ -165,7 +166,7 @@ class QuietStarObjective(Objective):
     def _baseline(self):
         s, n = self.reward_ema
         return s / n if n > 0 else None
-    def loss(self, lm, batch, rollout, scores):
+    def loss(self, lm, batch, rollout):
         th = thought_forward(lm, batch["input_ids"], batch["attention_mask"], rollout["tokens"], self.tcfg, self.marks,
                              self.head, positions=rollout["positions"])
         base = None
@@ -186,6 +187,11 @@ class QuietStarObjective(Objective):
 
 # %% ../nbs/05_quietstar.ipynb #e9abfc30
 NLL_KINDS = ("base", "thought", "mixed")
+def lookahead_sums(t:Thoughts) -> dict:
+    "Summed NLL over the valid look-ahead tokens of `t`: base, thought-conditioned and mixed, and how many tokens."
+    v = t.valid[:, None].float()  # (B, 1, P, A)
+    return dict(base=-float((t.base_logprobs[:, None] * v).sum()), thought=-float((t.lookahead_logprobs * v).sum()),
+                mixed=-float((t.mixed_logprobs * v).sum()), tokens=int(v.sum()))
 
 @torch.no_grad()
 def lookahead_nll_by_window(th:Thinker, # the thinking model (its mixing head included)
@@ -240,6 +246,7 @@ class DistillConfig:
     teacher_temperature: float = 0.0 # the teacher's thought sampling temperature (released: 0.001, i.e. near-greedy)
     logprob_temperature: float = 3.0 # temperature of the student's log π in the "released" RL term
     def __post_init__(self):
+        check_fields(self)
         check(min(self.kl_weight, self.rl_weight, self.nll_weight) >= 0 and self.kl_weight + self.rl_weight + self.nll_weight > 0,
               "distill weights must be >= 0 and not all 0; set kl_weight, rl_weight or nll_weight")
         check(self.rl_reward in DISTILL_RL, f"rl_reward={self.rl_reward!r}; use one of: {', '.join(DISTILL_RL)}")
@@ -248,16 +255,19 @@ class DistillConfig:
 
 
 # %% ../nbs/05_quietstar.ipynb #70973f43
-def teacher_mixed_logprobs(th:Thinker, input_ids:torch.Tensor, attention_mask:torch.Tensor, temperature:float=0.0) -> torch.Tensor:
-    "The teacher's full-vocabulary mixed next-token log-probs at every position, (B, L, V'), thought markers excluded."
-    cfg = ThoughtConfig(thought_len=th.cfg.thought_len, n_ahead=1, n_thoughts=1, temperature=temperature)
-    t = sample_thoughts(th.model, input_ids, attention_mask, cfg, th.marks, th.head)
+def mixed_next_logprobs(th:Thinker, t:Thoughts) -> torch.Tensor:
+    "Full-vocabulary mixed next-token log-probs at every position of thoughts `t` (its first thought), (B, L, V'), thought markers excluded."
     lm_head = th.model.get_output_embeddings()
     lb = lm_head(t.base_hidden).float()  # (B, L, V)
     lt = lm_head(t.post_hidden[:, 0, :, 0]).float()  # (B, L, V): after END
     mixed = mix_logits(lb, lt, t.mix_weights[:, 0, :, 0].float())
     mixed[..., th.marks.ids] = float("-inf")
     return torch.log_softmax(mixed, -1)
+
+def teacher_mixed_logprobs(th:Thinker, input_ids:torch.Tensor, attention_mask:torch.Tensor, temperature:float=0.0) -> torch.Tensor:
+    "The teacher's full-vocabulary mixed next-token log-probs at every position, (B, L, V'), thought markers excluded."
+    cfg = ThoughtConfig(thought_len=th.cfg.thought_len, n_ahead=1, n_thoughts=1, temperature=temperature)
+    return mixed_next_logprobs(th, sample_thoughts(th.model, input_ids, attention_mask, cfg, th.marks, th.head))
 
 def distill_loss(student_logits:torch.Tensor, # (B, L, V) student next-token logits (no thoughts)
                  teacher_logprobs:torch.Tensor, # (B, L, V) teacher mixed log-probs
@@ -305,6 +315,6 @@ class DistillObjective(Objective):
         dev = batch["input_ids"].device
         if th.model.device != dev: th.model.to(dev); th.head.to(dev)
         return dict(teacher=teacher_mixed_logprobs(th, batch["input_ids"], batch["attention_mask"], self.cfg.teacher_temperature))
-    def loss(self, lm, batch, rollout, scores):
+    def loss(self, lm, batch, rollout):
         logits = lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, L, V)
         return distill_loss(logits, rollout["teacher"], batch["input_ids"], batch["attention_mask"], self.cfg, self.marks.ids)

@@ -4,18 +4,17 @@
 
 # %% ../nbs/09_runs.ipynb #61decfb4
 from __future__ import annotations
-import argparse, ast, datetime, io, itertools, json, os, re, shlex, shutil, sys, time, tokenize
+import argparse, ast, datetime, io, itertools, json, os, re, shlex, shutil, sys, tempfile, time, tokenize
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 import yaml
 from .core import *
 
 # %% auto #0
-__all__ = ['BATCH_KEYS', 'NbParam', 'notebook_parameters', 'check_parameters', 'read_yaml', 'run_tag', 'expand_sweep',
-           'SlurmConfig', 'slurm_config', 'Run', 'project_root', 'Batch', 'load_batch', 'is_main_process', 'run_folder',
-           'save_metrics', 'RunResult', 'prepare_run', 'execute_run', 'run_batch', 'slurm_script', 'submit_slurm',
-           'run_main', 'runs_cli', 'collect_metrics', 'plot_metrics', 'save_collection', 'collect_cli', 'main_job',
-           'main_cli']
+__all__ = ['BATCH_KEYS', 'NbParam', 'notebook_parameters', 'check_parameters', 'run_tag', 'expand_sweep', 'SlurmConfig',
+           'slurm_config', 'Run', 'project_root', 'Batch', 'load_batch', 'is_main_process', 'run_folder',
+           'save_metrics', 'RunResult', 'prepare_run', 'kernel_config', 'execute_run', 'run_batch', 'slurm_script',
+           'submit_slurm', 'run_main', 'collect_metrics', 'plot_metrics', 'save_collection', 'main_job']
 
 # %% ../nbs/09_runs.ipynb #8588aa8f
 @dataclass
@@ -45,7 +44,9 @@ def notebook_parameters(notebook:str|Path # an .ipynb with a cell tagged `parame
     import nbformat
     nb_path = Path(notebook)
     if not nb_path.exists(): raise NtpRlError(f"notebook {str(notebook)!r} does not exist; give a path to an .ipynb")
-    nb = nbformat.read(nb_path, as_version=4)
+    try: nb = nbformat.read(nb_path, as_version=4)
+    except Exception as e: raise NtpRlError(f"{nb_path} is not a readable notebook ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                                            "give a valid .ipynb") from None
     cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
     if not cells: raise NtpRlError(f"{nb_path.name} has no cell tagged 'parameters'; tag the cell holding its defaults "
                                    "(JupyterLab: property inspector → Cell Tags) so papermill can override them")
@@ -90,21 +91,6 @@ def check_parameters(params:dict, # the parameters a run would inject
         if not _accepts(p.type, v):
             raise NtpRlError(f"parameter {k}={v!r} is a {type(v).__name__}, but {notebook} expects {p.type}{valid}")
 
-# %% ../nbs/09_runs.ipynb #0f9a00cf
-class _Loader(yaml.SafeLoader):
-    "PyYAML's safe loader, reading `1e-4` as a float (YAML 1.2) instead of the string YAML 1.1 makes of it."
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-                              list("-+0123456789"))
-
-def read_yaml(path:str|Path) -> dict:
-    "Read a YAML mapping (with `1e-4` as a float); a missing file or a bad shape is an `NtpRlError`."
-    path = Path(path)
-    if not path.exists(): raise NtpRlError(f"{path} does not exist; give a YAML file such as papermill_runs/quickstart.yaml")
-    try: d = yaml.load(path.read_text(), Loader=_Loader)
-    except yaml.YAMLError as e: raise NtpRlError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(d, dict): raise NtpRlError(f"{path} must hold a mapping (notebook:, parameters:, ...), not {type(d).__name__}")
-    return d
-
 # %% ../nbs/09_runs.ipynb #6b2089ac
 def _fmt(v) -> str: return f"{v:g}" if isinstance(v, float) else str(v)
 
@@ -145,8 +131,8 @@ class SlurmConfig:
     qos: str|None = None # --qos
     gpus: int = 0 # GPUs per run; more than 1 runs the notebook under `accelerate launch`, one process per GPU
     cpus: int = 4 # --cpus-per-task
-    mem: str = "16G" # --mem
-    time: str = "04:00:00" # --time (HH:MM:SS or D-HH:MM:SS)
+    mem: str|int = "16G" # --mem (a number alone: megabytes)
+    time: str|int = "04:00:00" # --time (HH:MM:SS or D-HH:MM:SS; a number alone: minutes)
     max_parallel: int|None = None # at most this many tasks at once (--array=0-N%max_parallel)
     modules: list = field(default_factory=list) # `module load` lines, e.g. [cuda/12.4]
     activate: str = "source .venv/bin/activate" # shell line that puts ntp_rl on PATH (run from the repository root)
@@ -154,6 +140,7 @@ class SlurmConfig:
     sbatch_args: list = field(default_factory=list) # any other #SBATCH options, e.g. [--constraint=a100]
     job_name: str = "ntp_rl" # --job-name
     def __post_init__(self):
+        check_fields(self)
         check(isinstance(self.gpus, int) and self.gpus >= 0, f"slurm.gpus={self.gpus!r}; use a whole number of GPUs (0 for CPU runs)")
         check(isinstance(self.cpus, int) and self.cpus >= 1, f"slurm.cpus={self.cpus!r}; use a positive whole number")
         check(re.fullmatch(r"(\d+-)?\d+(:\d\d){0,2}", str(self.time)) is not None,
@@ -203,11 +190,15 @@ class Batch:
 def load_batch(path:str|Path) -> Batch:
     "Read a parameter file, expand its sweep and check every run's parameters against the notebook's parameters cell."
     path = Path(path)
-    d = read_yaml(path)
+    d = read_yaml(path, "give a parameter file such as papermill_runs/quickstart.yaml")
     if "steps" in d: raise NtpRlError(f"{path} lists steps: it is a main-job file; run it with ntp_rl_main {path}")
     bad = [k for k in d if k not in BATCH_KEYS]
     if bad: raise NtpRlError(f"{path}: unknown key {', '.join(map(repr, bad))}; use any of: {', '.join(BATCH_KEYS)}")
     if "notebook" not in d: raise NtpRlError(f"{path} names no notebook; add e.g. `notebook: nbs/experiments/quickstart.ipynb`")
+    check(isinstance(d["notebook"], str), f"{path}: notebook must be a path, e.g. nbs/experiments/quickstart.ipynb")
+    t = d.get("timeout")
+    check(t is None or (isinstance(t, int) and not isinstance(t, bool) and t > 0),
+          f"{path}: timeout={t!r}; give the seconds a cell may run as a positive whole number, or leave it out")
     nb = Path(d["notebook"])
     if not nb.is_absolute(): nb = project_root(path.parent)/nb
     params = d.get("parameters") or {}
@@ -218,8 +209,10 @@ def load_batch(path:str|Path) -> Batch:
         if "out_dir" in p: raise NtpRlError(f"{path}: do not set out_dir; ntp_rl_run passes each run's own folder as out_dir")
         check_parameters(p, nb_params, nb.name)
         runs.append(Run(nb.resolve(), p, tag))
-    slurm_config(d.get("slurm"))  # fail on a bad slurm section now, not at submission
-    return Batch(runs, d.get("slurm") or {}, d.get("timeout"), path.stem)
+    check(d.get("slurm") is None or isinstance(d["slurm"], dict), f"{path}: slurm must be a mapping of SlurmConfig fields")
+    try: slurm_config(d.get("slurm"))  # fail on a bad slurm section now, not at submission
+    except NtpRlError as e: raise NtpRlError(f"{path}: {e}") from None
+    return Batch(runs, d.get("slurm") or {}, t, path.stem)
 
 # %% ../nbs/09_runs.ipynb #65bd1c58
 def _plain(x):
@@ -262,12 +255,14 @@ class RunResult:
     ok: bool
     seconds: float
     error: str = "" # `ExceptionName: message` of the failing cell
+    cpu_seconds: float = float("nan") # CPU time of the run's kernel: on a busy machine, far below `seconds`
 
-    def __repr__(self): return f"{'ok    ' if self.ok else 'FAILED'} {self.seconds:6.1f} s  {self.dir.name}" + (f"  {self.error}" if self.error else "")
+    def __repr__(self): return (f"{'ok    ' if self.ok else 'FAILED'} {self.seconds:6.1f} s (cpu {self.cpu_seconds:5.0f} s)  "
+                                f"{self.dir.name}" + (f"  {self.error}" if self.error else ""))
 
 def prepare_run(run:Run, out_root:str|Path, date:str|None=None, nb_params:dict|None=None) -> Path:
     "Create the run's folder under `out_root` (replacing an earlier run of the same name) with `params.yaml` and `run.yaml`."
-    d = Path(out_root).resolve()/run.dir_name(date)
+    d = check_writable(Path(out_root).resolve()/run.dir_name(date))
     if d.exists():
         if not (d/"run.yaml").exists(): raise NtpRlError(f"{d} exists and is not a run folder; move it away or pick another tag")
         shutil.rmtree(d)
@@ -279,6 +274,21 @@ def prepare_run(run:Run, out_root:str|Path, date:str|None=None, nb_params:dict|N
     return d
 
 # %% ../nbs/09_runs.ipynb #af70e87a
+def kernel_config(folder:str|Path): # a private folder for the kernel's sockets (e.g. a TemporaryDirectory)
+    "Kernel settings for papermill: talk over Unix sockets in `folder` rather than TCP ports on localhost (POSIX)."
+    from traitlets.config import Config
+    c, ip = Config(), str(Path(folder)/"k")
+    if os.name == "posix" and len(ip) < 90:  # a socket path must fit in 107 bytes ("-<port>" is appended)
+        c.KernelManager.transport, c.KernelManager.ip = "ipc", ip
+    return c
+
+def _children_cpu() -> float:
+    "User + system CPU seconds of this process's finished children (a run's kernel, once it has exited)."
+    try: import resource
+    except ImportError: return float("nan")  # not on Windows
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
 def execute_run(run_dir:str|Path, # a folder made by `prepare_run`
                 timeout:int|None=None, # seconds a cell may run
                 progress:bool=False, # papermill's per-cell progress bar
@@ -286,23 +296,26 @@ def execute_run(run_dir:str|Path, # a folder made by `prepare_run`
     "Execute a prepared run with papermill, in the notebook's own folder; the executed notebook and `run.log` land in `run_dir`."
     import papermill as pm
     d = Path(run_dir).resolve()
+    check(timeout is None or timeout > 0, f"timeout={timeout}; give the seconds a cell may run (a positive number)")
     if not (d/"run.yaml").exists(): raise NtpRlError(f"{d} holds no run.yaml; prepare it with ntp_rl_run first")
-    spec = yaml.safe_load((d/"run.yaml").read_text())
+    spec = read_yaml(d/"run.yaml", "prepare the folder again with ntp_rl_run")
+    check(isinstance(spec.get("notebook"), str) and isinstance(spec.get("parameters"), dict) and "tag" in spec,
+          f"{d/'run.yaml'} lacks notebook, tag or parameters; prepare the folder again with ntp_rl_run")
     nb, rank = Path(spec["notebook"]), int(os.environ.get("RANK", "0"))
     suffix = f".rank{rank}" if rank else ""  # under accelerate launch every process executes; only rank 0 owns the main files
     run = Run(nb, spec["parameters"], spec["tag"])
-    t0 = time.time()
-    with open(d/f"run{suffix}.log", "w") as log:
+    t0, c0 = time.time(), _children_cpu()
+    with open(d/f"run{suffix}.log", "w") as log, tempfile.TemporaryDirectory(prefix="ntp_rl-kernel-") as sockets:
         try:
             pm.execute_notebook(str(nb), str(d/f"{nb.stem}{suffix}.ipynb"), parameters=spec["parameters"], kernel_name="python3",
                                 cwd=str(nb.parent), progress_bar=progress, stdout_file=log, stderr_file=log,
-                                execution_timeout=timeout)
+                                execution_timeout=timeout, config=kernel_config(sockets))
         except KeyboardInterrupt: raise
         except Exception as e:
             err = f"{e.ename}: {e.evalue}" if hasattr(e, "ename") else f"{type(e).__name__}: {e}"
             log.write(f"\n[ntp_rl_run] run failed: {err}\n")
-            return RunResult(run, d, False, time.time() - t0, err.splitlines()[0][:300])
-    return RunResult(run, d, True, time.time() - t0)
+            return RunResult(run, d, False, time.time() - t0, err.splitlines()[0][:300], _children_cpu() - c0)
+    return RunResult(run, d, True, time.time() - t0, cpu_seconds=_children_cpu() - c0)
 
 # %% ../nbs/09_runs.ipynb #dc4a4b16
 def run_batch(batch:Batch, # from `load_batch`
@@ -395,31 +408,6 @@ def run_main(spec:str, # a parameter file, e.g. papermill_runs/quickstart.yaml
                                 + "; open the executed notebooks there to see where")
     return results
 
-# %% ../nbs/09_runs.ipynb #e6a3bd4c
-def runs_cli(argv=None):
-    "ntp_rl_run: execute a papermill parameter file (a notebook and its parameters, or a sweep) here or as a SLURM array."
-    p = argparse.ArgumentParser(prog="ntp_rl_run", description=runs_cli.__doc__)
-    p.add_argument("spec", nargs="?", help="parameter file, e.g. papermill_runs/quickstart.yaml")
-    p.add_argument("--dry-run", action="store_true", help="show what would run; execute and write nothing")
-    p.add_argument("--slurm", action="store_true", help="write an sbatch array script (one task per run) and print the sbatch command")
-    p.add_argument("--out-root", help="where run folders go (default: papermill_runs/ in the repository root)")
-    p.add_argument("--execute", metavar="RUN_DIR", help="execute one prepared run folder (what each SLURM task calls)")
-    p.add_argument("--timeout", type=int, help="with --execute: seconds a cell may run")
-    g = p.add_argument_group("SLURM (override the parameter file's slurm: section)")
-    for f in ("partition", "account", "qos", "mem", "time", "activate", "job-name"): g.add_argument(f"--{f}")
-    for f in ("gpus", "cpus", "max-parallel"): g.add_argument(f"--{f}", type=int)
-    g.add_argument("--module", dest="modules", action="append", help="module to load (repeatable)")
-    g.add_argument("--sbatch-arg", dest="sbatch_args", action="append", help="extra #SBATCH option (repeatable)")
-    a = vars(p.parse_args(argv))
-    if a["execute"]:
-        res = run_cli(execute_run, a["execute"], a["timeout"])
-        print(res)
-        sys.exit(0 if res.ok else 1)
-    if not a["spec"]: p.error("give a parameter file (or --execute RUN_DIR)")
-    over = {k: a[k] for k in ("partition", "account", "qos", "mem", "time", "activate", "job_name", "gpus", "cpus",
-                               "max_parallel", "modules", "sbatch_args")}
-    run_cli(run_main, a["spec"], a["out_root"], a["slurm"], a["dry_run"], **over)
-
 # %% ../nbs/09_runs.ipynb #5dcb71d2
 def _flat(d:dict, prefix:str="") -> dict:
     "Nested metric dicts as `outer.inner` columns; lists are dropped (they are not table cells)."
@@ -441,9 +429,12 @@ def collect_metrics(paths:list # run folders, folders holding run folders, or me
     if not files: raise NtpRlError(f"no metrics.json under {', '.join(map(str, paths))}; run ntp_rl_run first")
     rows, params = [], []
     for f in dict.fromkeys(files):
-        spec = yaml.safe_load((f.parent/"run.yaml").read_text()) if (f.parent/"run.yaml").exists() else {}
-        params.append({k: v for k, v in (spec.get("parameters") or {}).items() if k != "out_dir"})
-        rows.append(dict(run=f.parent.name, notebook=Path(spec.get("notebook", "?")).stem, **_flat(json.loads(f.read_text()))))
+        spec = read_yaml(f.parent/"run.yaml", "rerun that run, or leave its folder out") if (f.parent/"run.yaml").exists() else {}
+        p = spec.get("parameters") or {}
+        check(isinstance(p, dict), f"{f.parent/'run.yaml'}: parameters is not a mapping; rerun that run, or leave its folder out")
+        params.append({k: v for k, v in p.items() if k != "out_dir"})
+        rows.append(dict(run=f.parent.name, notebook=Path(str(spec.get("notebook", "?"))).stem,
+                         **_flat(read_json(f, "rerun that run, or leave its folder out"))))
     keys = dict.fromkeys(k for p in params for k in p)
     varying = [k for k in keys if len({repr(p.get(k)) for p in params}) > 1]
     for r, p in zip(rows, params):
@@ -475,26 +466,13 @@ def plot_metrics(df, # from `collect_metrics`
 def save_collection(df, out_dir:str|Path) -> list[Path]:
     "Write `metrics.csv`, `metrics.md` and `metrics.png` into `out_dir`."
     import matplotlib.pyplot as plt
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out/"metrics.csv", index=False)
-    (out/"metrics.md").write_text(df.to_markdown(index=False, floatfmt=".4g") + "\n")
-    fig = plot_metrics(df); fig.savefig(out/"metrics.png", dpi=100, bbox_inches="tight"); plt.close(fig)
-    return [out/"metrics.csv", out/"metrics.md", out/"metrics.png"]
-
-# %% ../nbs/09_runs.ipynb #e0db78f4
-def collect_cli(argv=None):
-    "ntp_rl_collect: gather metrics.json across runs into one table (CSV + markdown) and comparison plots."
-    p = argparse.ArgumentParser(prog="ntp_rl_collect", description=collect_cli.__doc__)
-    p.add_argument("paths", nargs="+", help="run folders, folders of run folders (papermill_runs/), or metrics.json files")
-    p.add_argument("--out", help="output folder (default: papermill_runs/collected in the repository root)")
-    a = p.parse_args(argv)
-    def _go():
-        df = collect_metrics(a.paths)
-        out = Path(a.out) if a.out else project_root()/"papermill_runs"/"collected"
-        files = save_collection(df, out)
-        print(df.to_markdown(index=False, floatfmt=".4g"))
-        print("\nwrote " + ", ".join(map(str, files)))
-    run_cli(_go)
+    out = check_writable(out_dir)
+    fig = plot_metrics(df)  # everything is made before the first file is written: a failure leaves no half-made set
+    png = io.BytesIO(); fig.savefig(png, format="png", dpi=100, bbox_inches="tight"); plt.close(fig)
+    parts = dict(zip(("metrics.csv", "metrics.md", "metrics.png"),
+                     (df.to_csv(index=False), df.to_markdown(index=False, floatfmt=".4g") + "\n", png.getvalue())))
+    out.mkdir(parents=True, exist_ok=True)
+    return [atomic_write(out/name, data) for name, data in parts.items()]
 
 # %% ../nbs/09_runs.ipynb #647a4ba6
 def main_job(steps_file:str|Path="papermill_runs/main.yaml", # a YAML file with `steps:`, a list of parameter files
@@ -503,21 +481,31 @@ def main_job(steps_file:str|Path="papermill_runs/main.yaml", # a YAML file with 
             ) -> list[RunResult]:
     "Run each step of the main job in order, stop at the first failure, and print a summary naming every output file."
     steps_file = Path(steps_file)
-    d = read_yaml(steps_file)
-    steps, budget_s = d.get("steps"), d.get("budget_seconds")
+    d = read_yaml(steps_file, "give a main-job file such as papermill_runs/main.yaml")
+    steps, budget_s, first = d.get("steps"), d.get("budget_seconds"), d.get("open_first") or []
     check(isinstance(steps, list) and steps and all(isinstance(s, str) for s in steps),
           f"{steps_file} needs `steps:`, a list of parameter files (relative to it), e.g. [quickstart.yaml]")
+    check(budget_s is None or (isinstance(budget_s, (int, float)) and not isinstance(budget_s, bool) and budget_s > 0),
+          f"{steps_file}: budget_seconds={budget_s!r}; give the job's time budget in seconds (a positive number), or leave it out")
+    bad = sorted(set(d) - {"steps", "budget_seconds", "open_first"})
+    check(not bad, f"{steps_file}: unknown key {', '.join(map(repr, bad))}; use steps, budget_seconds and open_first")
+    check(isinstance(first, list) and all(isinstance(f, dict) and f.get("step") in steps and f.get("file") for f in first),
+          f"{steps_file}: `open_first:` is a list of {{step: <one of steps>, file: <a file of its run>, what: <text>}}")
     root = project_root(steps_file.parent)
     out_root = Path(out_root) if out_root else root/"papermill_runs"
-    batches = [load_batch(steps_file.parent/s) for s in steps]  # check every step before the first one runs
+    batches = []
+    for s in steps:  # check every step before the first one runs
+        try: batches.append(load_batch(steps_file.parent/s))
+        except NtpRlError as e: raise NtpRlError(f"{steps_file}, step {s}: {e}") from None
     if dry_run:
         for s, b in zip(steps, batches):
             for r in b.runs: print(f"{s}: {out_root/r.dir_name()}  {r.notebook.name}  {r.params}")
         return []
-    t0, results = time.time(), []
+    t0, results, ran = time.time(), [], {}
     for i, (s, b) in enumerate(zip(steps, batches)):
         print(f"[{i+1}/{len(steps)}] {s}: {len(b.runs)} run(s) of {b.runs[0].notebook.name}", file=sys.stderr)
-        results += run_batch(b, out_root)
+        ran[s] = run_batch(b, out_root)
+        results += ran[s]
         if not all(r.ok for r in results): break
     total = time.time() - t0
     print("\nmain job summary")
@@ -526,22 +514,19 @@ def main_job(steps_file:str|Path="papermill_runs/main.yaml", # a YAML file with 
         for f in sorted(p for p in r.dir.rglob("*") if p.is_file()):
             print(f"    {f.relative_to(root) if f.is_relative_to(root) else f}")
         if (r.dir/"metrics.json").exists():
-            print("    metrics: " + json.dumps(json.loads((r.dir/"metrics.json").read_text()), default=str)[:400])
+            print("    metrics: " + json.dumps(read_json(r.dir/"metrics.json", kind=None), default=str)[:400])
     over = f" (budget {budget_s} s{', OVER BUDGET' if total > budget_s else ''})" if budget_s else ""
-    print(f"total {total:.0f} s{over}")
+    cpu = sum(r.cpu_seconds for r in results)
+    print(f"total {total:.0f} s, cpu {cpu:.0f} s{over}")
+    shown = [(ran[f["step"]][0].dir/f["file"], f.get("what", "")) for f in first
+             if f["step"] in ran and (ran[f["step"]][0].dir/f["file"]).exists()]
+    if shown:
+        print("\nopen these first:")
+        for p, what in shown: print(f"  {p.relative_to(root) if p.is_relative_to(root) else p}" + (f"  ({what})" if what else ""))
     failed = [r for r in results if not r.ok]
     if failed:
         later = steps[i+1:]
-        raise NtpRlError(f"main job step {steps[i]} failed: {failed[0].dir} ({failed[0].error})"
+        raise NtpRlError(f"main job {steps_file}, step {steps[i]} failed: {failed[0].dir} ({failed[0].error})"
                          + (f"; not run: {', '.join(later)}" if later else ""))
     return results
 
-def main_cli(argv=None):
-    "ntp_rl_main: the main job, every step a papermill-executed notebook under papermill_runs/, then a summary."
-    p = argparse.ArgumentParser(prog="ntp_rl_main", description=main_cli.__doc__)
-    p.add_argument("steps_file", nargs="?", default=str(project_root()/"papermill_runs"/"main.yaml"),
-                   help="YAML file listing the steps (default: papermill_runs/main.yaml)")
-    p.add_argument("--out-root", help="where run folders go (default: papermill_runs/)")
-    p.add_argument("--dry-run", action="store_true", help="list the steps and their runs; execute nothing")
-    a = p.parse_args(argv)
-    run_cli(main_job, a.steps_file, a.out_root, a.dry_run)

@@ -4,9 +4,11 @@
 
 # %% ../nbs/04_thoughts.ipynb #2f459976
 from __future__ import annotations
-import argparse, contextlib, copy, html, json, math, sys, time
+import argparse, copy, html, json, math, sys, time
 from dataclasses import dataclass, asdict, field
+from functools import cached_property
 from pathlib import Path
+from typing import Callable, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -16,16 +18,18 @@ from transformers import AttentionInterface, DynamicCache, PreTrainedModel, PreT
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_mask
 from .core import *
+from .entropy import logits_entropy
 
 # %% auto #0
 __all__ = ['THOUGHT_ATTN', 'START_THOUGHT', 'END_THOUGHT', 'CHUNK_LOGITS', 'MIX_OFFSET', 'THOUGHTS_FILE', 'HEAD_FILE',
-           'THOUGHTS_CSS', 'ThoughtConfig', 'max_positions', 'check_thinking_model', 'ChainLayout',
-           'chain_attention_forward', 'use_thought_attention', 'transformer_body', 'ThoughtMarks', 'thought_marks',
-           'add_thought_tokens', 'MarkerEmbedding', 'train_markers', 'token_logprobs', 'mix_logits', 'MixingHead',
-           'new_mixing_head', 'Thoughts', 'sample_thought_tokens', 'sample_thoughts', 'thought_forward',
-           'reference_thoughts', 'Thinker', 'make_thinker', 'is_thinking_model', 'save_thinking_model',
-           'load_thinking_model', 'Generation', 'generate_plain', 'generate_with_thoughts', 'thoughts_html', 'think',
-           'think_parser', 'think_cli']
+           'NO_THOUGHTS', 'THOUGHTS_CSS', 'ThoughtConfig', 'max_positions', 'check_thinking_model', 'ChainLayout',
+           'chain_attention_forward', 'use_thought_attention', 'transformer_body', 'TextPass', 'text_pass',
+           'ThoughtMarks', 'thought_marks', 'add_thought_tokens', 'MarkerEmbedding', 'train_markers', 'lm_logits',
+           'sample_ids', 'token_logprobs', 'next_token_entropy', 'mix_logits', 'MixingHead', 'new_mixing_head',
+           'Lookahead', 'lookahead_targets', 'Thoughts', 'sample_thought_tokens', 'sample_thoughts', 'replay_thoughts',
+           'thought_forward', 'reference_thoughts', 'Thinker', 'make_thinker', 'is_thinking_model',
+           'save_thinking_model', 'load_thinking_model', 'Generation', 'DecisionPoint', 'generate_with_thoughts',
+           'generate_plain', 'thoughts_html', 'think']
 
 # %% ../nbs/04_thoughts.ipynb #98f482bd
 @dataclass
@@ -38,6 +42,7 @@ class ThoughtConfig:
     logprob_temperature: float = 0.0 # temperature of the returned policy log-probs; 0 = the sampling temperature (the original scored at 3 while sampling at 1)
     init_text: str = "---" # the markers' embeddings start as the mean embedding of this text's tokens (the original: "---")
     def __post_init__(self):
+        check_fields(self)
         check(self.thought_len >= 2, f"ThoughtConfig.thought_len={self.thought_len}; it counts the start and end markers, so use at least 2")
         check(self.n_ahead >= 1, f"ThoughtConfig.n_ahead={self.n_ahead}; score each thought on at least 1 future token")
         check(self.n_thoughts >= 1, f"ThoughtConfig.n_thoughts={self.n_thoughts}; sample at least 1 thought per position")
@@ -65,7 +70,9 @@ def max_positions(config) -> int|None:
         if getattr(config, k, None): return int(getattr(config, k))
     return None
 
-def check_thinking_model(model:PreTrainedModel, cfg:ThoughtConfig, window:int):
+def check_thinking_model(model:PreTrainedModel, cfg:ThoughtConfig, window:int,
+                         what:str="window", # what the `window` tokens are, named in the message (e.g. "prompt + max_new_tokens")
+                        ):
     "Raise `NtpRlError` unless `model` can think with `cfg` over windows of `window` tokens."
     c = model.config
     impl = c._attn_implementation
@@ -74,8 +81,11 @@ def check_thinking_model(model:PreTrainedModel, cfg:ThoughtConfig, window:int):
     check(impl in THOUGHT_ATTN.values(), f"the model still uses plain {impl!r} attention; call add_thought_tokens(model, tok, cfg) "
           f"first (it installs the thought-aware {THOUGHT_ATTN.get(impl)!r})")
     need, ctx = window + cfg.T + cfg.A - 1, max_positions(c)
-    check(ctx is None or need <= ctx, f"window {window} + thought_len {cfg.T} + n_ahead {cfg.A} - 1 = {need} positions, beyond "
-          f"the model's context of {ctx}; use a window of at most {ctx - cfg.T - cfg.A + 1} tokens or a shorter thought")
+    room = None if ctx is None else ctx - cfg.T - cfg.A + 1  # the longest `window` that fits
+    check(room is None or room >= 1, f"thought_len {cfg.T} + n_ahead {cfg.A} - 1 = {cfg.T + cfg.A - 1} positions leave no room in "
+          f"the model's context of {ctx}; use a shorter thought_len or n_ahead")
+    check(room is None or need <= ctx, f"{what} {window} + thought_len {cfg.T} + n_ahead {cfg.A} - 1 = {need} positions, beyond "
+          f"the model's context of {ctx}; use a {what} of at most {room} tokens or a shorter thought")
     sw = getattr(c, "sliding_window", None)
     if sw is not None and getattr(c, "use_sliding_window", True):
         check(need <= sw, f"the model's sliding window ({sw}) is shorter than window + thought ({need}); use a shorter window")
@@ -92,6 +102,7 @@ class ChainLayout:
     text_queries: bool = False # the forward also carries the L text tokens first (one-forward replay, no cache)
     max_scores: int = 2**25 # score entries per attention chunk (bounds transient memory)
     calls: int = 0 # attention calls seen (a model that ignores the AttentionInterface would leave it at 0)
+    blocks: tuple = () # replay of chains of different lengths: ((N_g, S_g), ...) chains and steps per block; () = one block
     def __post_init__(self):
         L = self.text_valid.shape[1]
         j = torch.arange(L, device=self.anchors.device)
@@ -99,6 +110,7 @@ class ChainLayout:
         self.text_mask = (j <= self.anchors[..., None]) & self.text_valid[:, None, :]
         # (B, 1, L, L): text query i sees real text keys j <= i (and itself, so a padding row is never empty)
         self.causal_mask = (((j[None, :] <= j[:, None]) & self.text_valid[:, None, :]) | torch.eye(L, dtype=torch.bool, device=j.device))[:, None]
+        assert not self.blocks or sum(n for n, _ in self.blocks) == self.n_chains, f"blocks {self.blocks} do not add up to {self.n_chains} chains"
     @property
     def n_text(self): return self.text_valid.shape[1]
     @property
@@ -120,6 +132,21 @@ def _chain_attention_core(q, kt, vt, kc, vc, text_mask, s_lo:int, scaling:float,
     out = (p[..., :L].reshape(B, Hkv, G*Sq*N, L) @ vt).view(B, Hkv, G, Sq, N, Dh)
     return out + torch.einsum("bhgsnt,bhtnd->bhgsnd", p[..., L:], vc)  # (B,Hkv,G,Sq,N,Dh)
 
+def _chain_block(query, kt, vt, kc, vc, text_mask, N:int, scaling:float, dropout:float, max_scores:int, grad:bool):
+    "One block of N chains: queries (B,H,Sq·N,Dh) step-major over text keys (B,Hkv,L,Dh) and chain keys (B,Hkv,S·N,Dh)."
+    B, H, Q, Dh = query.shape
+    Hkv, L = kt.shape[1], kt.shape[2]
+    G, S, Sq = H // Hkv, kc.shape[2] // N, Q // N
+    assert kc.shape[2] % N == 0 and Q % N == 0 and Sq <= S, f"layout mismatch: {Q} queries, {kc.shape[2]} chain keys, {N} chains"
+    q = query.reshape(B, Hkv, G, Sq, N, Dh)
+    kc, vc = kc.reshape(B, Hkv, S, N, Dh), vc.reshape(B, Hkv, S, N, Dh)
+    per_step = max(1, max_scores // max(1, B*H*N*(L + S)))  # query steps per chunk
+    outs = []
+    for lo in range(0, Sq, per_step):
+        args = (q[:, :, :, lo:lo+per_step], kt, vt, kc, vc, text_mask, S - Sq + lo, scaling, dropout)
+        outs.append(checkpoint(_chain_attention_core, *args, use_reentrant=False) if grad else _chain_attention_core(*args))
+    return torch.cat(outs, dim=3).reshape(B, H, Q, Dh)
+
 def chain_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
                             thought_layout:ChainLayout=None, **kwargs):
     "An `AttentionInterface` function for thought forwards: chain queries see their text prefix and their own chain."
@@ -134,22 +161,22 @@ def chain_attention_forward(module, query, key, value, attention_mask, scaling=N
         text_out = F.scaled_dot_product_attention(query[:, :, :L], key[:, :, :L], value[:, :, :L], attn_mask=lay.causal_mask,
                                                   dropout_p=dropout, scale=scaling, enable_gqa=query.shape[1] != Hkv)
         query = query[:, :, L:]
-    B, H, Q, Dh = query.shape
-    Kv, N = key.shape[2], lay.n_chains
-    G, S, Sq = H // Hkv, (Kv - L) // N, Q // N
-    if kwargs.get("sliding_window") is not None and kwargs["sliding_window"] < L + S:
-        raise NtpRlError(f"sliding window {kwargs['sliding_window']} is shorter than text + thought ({L + S}); use a shorter window")
-    assert (Kv - L) % N == 0 and Q % N == 0 and Sq <= S, f"layout mismatch: {Q} queries, {Kv} keys, {L} text, {N} chains"
-    q = query.reshape(B, Hkv, G, Sq, N, Dh)
+    N = lay.n_chains
+    # one block (N chains, steps from the key count), or several of different lengths (a replay: queries = keys)
+    blocks = lay.blocks or ((N, (key.shape[2] - L) // N),)
+    assert not lay.blocks or lay.text_queries, "chain blocks of different lengths are only for the one-forward replay"
+    longest = max(s for _, s in blocks)
+    if kwargs.get("sliding_window") is not None and kwargs["sliding_window"] < L + longest:
+        raise NtpRlError(f"sliding window {kwargs['sliding_window']} is shorter than text + thought ({L + longest}); use a shorter window")
     kt, vt = key[:, :, :L], value[:, :, :L]
-    kc, vc = key[:, :, L:].reshape(B, Hkv, S, N, Dh), value[:, :, L:].reshape(B, Hkv, S, N, Dh)
-    per_step = max(1, lay.max_scores // max(1, B*H*N*(L + S)))  # query steps per chunk
-    outs = []
-    for lo in range(0, Sq, per_step):
-        args = (q[:, :, :, lo:lo+per_step], kt, vt, kc, vc, lay.text_mask, S - Sq + lo, scaling, dropout)
-        grad = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
-        outs.append(checkpoint(_chain_attention_core, *args, use_reentrant=False) if grad else _chain_attention_core(*args))
-    out = torch.cat(outs, dim=3).reshape(B, H, Q, Dh)
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
+    outs, q0, k0, n0 = [], 0, L, 0
+    for n, s in blocks:
+        nq = query.shape[2] if not lay.blocks else n * s
+        outs.append(_chain_block(query[:, :, q0:q0+nq], kt, vt, key[:, :, k0:k0+n*s], value[:, :, k0:k0+n*s],
+                                 lay.text_mask[:, n0:n0+n], n, scaling, dropout, lay.max_scores, grad))
+        q0, k0, n0 = q0 + nq, k0 + n * s, n0 + n
+    out = torch.cat(outs, 2) if len(outs) > 1 else outs[0]
     if text_out is not None: out = torch.cat([text_out, out], 2)
     return out.transpose(1, 2), None  # (B, Q, H, Dh), as transformers' attention functions return
 
@@ -191,11 +218,30 @@ def transformer_body(model:PreTrainedModel) -> nn.Module:
     return inner.base_model
 
 # %% ../nbs/04_thoughts.ipynb #1bc01026
-def _text_pass(model, input_ids, attention_mask):
-    "Plain forward over the window with a fresh cache: last hidden states (B, L, D) and the cache."
+@dataclass
+class TextPass:
+    "One plain forward over right-padded windows, shared by everything after it: the base hidden states and the text's KV cache."
+    hidden: torch.Tensor # (B, L, D) last hidden states of the text tokens (the base predictions come from these)
+    cache: DynamicCache # keys and values of the L text tokens; a sampler that appends chain steps crops them off again
+    @property
+    def length(self) -> int: return self.hidden.shape[1]
+    def crop(self):
+        "Drop everything after the L text tokens from the cache."
+        n = self.cache.get_seq_length()
+        if n > self.length: self.cache.crop(self.length - n)  # 5.24: crop(-k) removes the last k tokens
+
+def text_pass(model:PreTrainedModel, input_ids:torch.Tensor, # (B, L) right-padded windows
+              attention_mask:torch.Tensor|None=None, # (B, L), 1 = real token
+             ) -> TextPass:
+    "Plain forward over the windows with a fresh cache (differentiable when gradients are enabled)."
+    if attention_mask is None: attention_mask = torch.ones_like(input_ids)
     cache = DynamicCache()
     out = transformer_body(model)(input_ids=input_ids, attention_mask=attention_mask, cache=cache, use_cache=True)
-    return out.last_hidden_state, cache
+    return TextPass(out.last_hidden_state, cache)
+
+def _routed(model, layout:ChainLayout, calls:int):
+    check(layout.calls > calls, f"{type(model).__name__} does not route attention through transformers' AttentionInterface, "
+          f"so thoughts cannot be masked; use a Llama-family or GPT-2 model")
 
 def _chain_forward(model, cache, tokens, layout:ChainLayout, step0:int):
     "Feed chain steps step0.. (tokens (B, Sq, N)) for every chain at once; hidden states (B, Sq, N, D)."
@@ -205,22 +251,28 @@ def _chain_forward(model, cache, tokens, layout:ChainLayout, step0:int):
     calls = layout.calls
     h = transformer_body(model)(input_ids=tokens.reshape(B, Sq*N), position_ids=pos.reshape(B, Sq*N), cache=cache,
                          use_cache=True, thought_layout=layout).last_hidden_state
-    check(layout.calls > calls, f"{type(model).__name__} does not route attention through transformers' AttentionInterface, "
-          f"so thoughts cannot be masked; use a Llama-family or GPT-2 model")
+    _routed(model, layout, calls)
     return h.view(B, Sq, N, -1)
 
-def _replay_forward(model, input_ids, tokens, layout:ChainLayout):
-    "One forward, no cache, over [text (L) | chain steps 0..C-1 (tokens (B, C, N))]: text hidden (B, L, D), chain hidden (B, C, N, D)."
-    (B, L), (_, C, N) = input_ids.shape, tokens.shape
-    steps = torch.arange(C, device=tokens.device)
-    pos = torch.cat([torch.arange(L, device=tokens.device).expand(B, L),
-                     (layout.anchors[:, None, :] + 1 + steps[None, :, None]).reshape(B, C*N)], 1)
+def _replay_forward(model, input_ids, blocks:list, layout:ChainLayout):
+    "One forward, no cache, over [text (L) | block 1 | block 2 ...], block g = chain steps (B, C_g, N_g) step-major: text hidden (B, L, D), [(B, C_g, N_g, D)]."
+    B, L = input_ids.shape
+    dev, anchors, n0 = input_ids.device, layout.anchors, 0
+    ids, pos = [input_ids], [torch.arange(L, device=dev).expand(B, L)]
+    for t in blocks:
+        C, N = t.shape[1:]
+        ids.append(t.reshape(B, C*N))
+        pos.append((anchors[:, None, n0:n0+N] + 1 + torch.arange(C, device=dev)[None, :, None]).reshape(B, C*N))
+        n0 += N
     layout.text_queries, calls = True, layout.calls
-    h = transformer_body(model)(input_ids=torch.cat([input_ids, tokens.reshape(B, C*N)], 1), position_ids=pos, use_cache=False,
+    h = transformer_body(model)(input_ids=torch.cat(ids, 1), position_ids=torch.cat(pos, 1), use_cache=False,
                          thought_layout=layout).last_hidden_state
-    check(layout.calls > calls, f"{type(model).__name__} does not route attention through transformers' AttentionInterface, "
-          f"so thoughts cannot be masked; use a Llama-family or GPT-2 model")
-    return h[:, :L], h[:, L:].view(B, C, N, -1)
+    _routed(model, layout, calls)
+    out, q0 = [], L
+    for t in blocks:
+        C, N = t.shape[1:]
+        out.append(h[:, q0:q0+C*N].view(B, C, N, -1)); q0 += C * N
+    return h[:, :L], out
 
 # %% ../nbs/04_thoughts.ipynb #59cdfc77
 START_THOUGHT, END_THOUGHT = "<|startofthought|>", "<|endofthought|>"
@@ -301,11 +353,27 @@ def _rowwise(fn, *xs, chunk_rows:int):
     if isinstance(outs[0], tuple): return tuple(torch.cat(o) for o in zip(*outs))
     return torch.cat(outs)
 
-def _logits(model, h, marks:ThoughtMarks):
-    "LM-head logits (fp32) with the thought markers at -inf."
-    return model.get_output_embeddings()(h).float().index_fill_(-1, torch.tensor(marks.ids, device=h.device), float("-inf"))
-
 def _chunk_rows(model): return max(1, CHUNK_LOGITS // model.get_output_embeddings().weight.shape[0])
+
+def lm_logits(model:PreTrainedModel, h:torch.Tensor, # (..., D) hidden states
+              marks:ThoughtMarks|None=None, # thought markers to exclude (None: keep every id)
+             ) -> torch.Tensor: # (..., V) fp32
+    "LM-head logits in fp32 with the thought markers at −∞ (never predicted as text, never sampled inside a thought)."
+    logits = model.get_output_embeddings()(h).float()
+    return logits if marks is None else logits.index_fill_(-1, torch.tensor(marks.ids, device=h.device), float("-inf"))
+
+def sample_ids(logits:torch.Tensor, # (M, V) logits
+               temperature:float, # 0: argmax
+               generator:torch.Generator|None=None) -> torch.Tensor: # (M,) ids
+    "One id per row at `temperature`, by inverting the CDF with one uniform per row (an id at −∞ is never drawn)."
+    if temperature == 0: return logits.argmax(-1)
+    return _sample_probs(torch.softmax(logits / temperature, -1), generator)
+
+def _sample_probs(p, generator):
+    "One id per row of (M, V) probabilities, by inverting the CDF with one uniform per row; 0-probability ids are never hit."
+    cdf = p.cumsum(-1)  # (M, V)
+    u = torch.rand(p.shape[0], 1, generator=generator, device=p.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=p.shape[-1] - 1)
 
 def _pick_logprob(logits, y, temperature:float=1.0):
     "log softmax(logits / temperature)[y] per row, as logit - logsumexp (no (M, V) log-prob tensor is written)."
@@ -316,8 +384,14 @@ def token_logprobs(model, h:torch.Tensor, # (M, D) hidden states
                    targets:torch.Tensor, # (M,) token ids
                    marks:ThoughtMarks, temperature:float=1.0) -> torch.Tensor:
     "log softmax(logits / temperature)[target] for each row, (M,), markers excluded, chunked over rows."
-    fn = lambda h, y: _pick_logprob(_logits(model, h, marks), y, temperature)
+    fn = lambda h, y: _pick_logprob(lm_logits(model, h, marks), y, temperature)
     return _rowwise(fn, h, targets, chunk_rows=_chunk_rows(model))
+
+def next_token_entropy(model:PreTrainedModel, h:torch.Tensor, # (..., D) base hidden states
+                       marks:ThoughtMarks) -> torch.Tensor: # (...,) nats
+    "Entropy of the next-token distribution with the markers excluded (02_entropy's `logits_entropy`), chunked over rows."
+    fn = lambda h: logits_entropy(lm_logits(model, h, marks))
+    return _rowwise(fn, h.reshape(-1, h.shape[-1]), chunk_rows=_chunk_rows(model)).view(h.shape[:-1])
 
 # %% ../nbs/04_thoughts.ipynb #9ca4554a
 def mix_logits(base_logits:torch.Tensor, # (..., V) prediction without the thought
@@ -359,8 +433,18 @@ def new_mixing_head(model:PreTrainedModel, d_hidden:int|None=None, seed:int=0) -
 
 
 # %% ../nbs/04_thoughts.ipynb #569a7e75
-def _lookahead_targets(input_ids, attention_mask, anchors, A:int):
-    "Targets x[a+1+t] (B, N, A), their validity, the base positions a+t (B, N, A), teacher-forced inputs x[a+t] t=1..A-1."
+class Lookahead(NamedTuple):
+    "The look-ahead of chains anchored at text positions a: targets x[a+1+t], t = 0..A-1, and where their base predictions sit."
+    targets: torch.Tensor # (B, N, A) the true tokens x[a+1+t] (clamped index past the window: see `valid`)
+    valid: torch.Tensor # (B, N, A) bool: a real token inside the window
+    base_pos: torch.Tensor # (B, N, A) text position a+t whose base hidden state predicts the target
+    forced: torch.Tensor # (B, N, A-1) the teacher-forced chain inputs after END, x[a+1..a+A-1]
+
+def lookahead_targets(input_ids:torch.Tensor, # (B, L)
+                      attention_mask:torch.Tensor, # (B, L)
+                      anchors:torch.Tensor, # (B, N) text positions the chains follow
+                      A:int) -> Lookahead:
+    "Targets x[a+1+t] (B, N, A), their validity, the base positions a+t, and the teacher-forced inputs x[a+1..a+A-1]."
     B, L = input_ids.shape
     t = torch.arange(A, device=input_ids.device)
     tgt_pos = anchors[..., None] + 1 + t  # (B, N, A)
@@ -368,8 +452,7 @@ def _lookahead_targets(input_ids, attention_mask, anchors, A:int):
     targets = input_ids.gather(1, idx.flatten(1)).view_as(idx)
     valid = (tgt_pos < L) & attention_mask.bool().gather(1, idx.flatten(1)).view_as(idx)
     base_pos = (anchors[..., None] + t).clamp(max=L - 1)  # (B, N, A)
-    forced = targets[..., :-1]  # x[a+1..a+A-1] are the teacher-forced chain inputs after END
-    return targets, valid, base_pos, forced
+    return Lookahead(targets, valid, base_pos, targets[..., :-1])
 
 def _score_lookahead(model, marks, head, base_hidden, post_hidden, base_pos, targets):
     "Base, thought-conditioned and mixed log-probs of the targets (each (B, N, A); mixed None without a head), and w."
@@ -383,7 +466,7 @@ def _score_lookahead(model, marks, head, base_hidden, post_hidden, base_pos, tar
         return pick(base_logits[r], y), pick(lm_head(hp).float(), y)
     def score_mixed(r, hp, w, y):
         lb, lt = base_logits[r], lm_head(hp).float()  # (M, V) each
-        lm = mix_logits(lb, lt, w.float())  # exactly lb when w = 0
+        lm = mix_logits(lb, lt, w)  # exactly lb when w = 0
         return pick(lb, y), pick(lt, y), pick(lm, y)
     kw, shape = dict(chunk_rows=_chunk_rows(model)), (B, N, A)
     if head is None:
@@ -432,20 +515,9 @@ def _prepare(model, input_ids, attention_mask, cfg, marks, positions):
     anchors = positions.repeat(1, cfg.K)  # (B, N): chain n = k·P + p
     return attention_mask, positions, anchors
 
-def _sample_probs(p, generator):
-    "One id per row of (M, V) probabilities, by inverting the CDF with one uniform per row; 0-probability ids are never hit."
-    cdf = p.cumsum(-1)  # (M, V)
-    u = torch.rand(p.shape[0], 1, generator=generator, device=p.device) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=p.shape[-1] - 1)
-
-def _sample(logits, temperature:float, generator):
-    "Sample one id per row of (M, V) logits at `temperature` (0: argmax)."
-    if temperature == 0: return logits.argmax(-1)
-    return _sample_probs(torch.softmax(logits / temperature, -1), generator)
-
 def _sample_step(model, h, cfg, marks, generator):
     "Next thought token and its policy log-prob for each row of h (M, D)."
-    logits = _logits(model, h, marks)  # (M, V)
+    logits = lm_logits(model, h, marks)  # (M, V)
     if cfg.temperature == 0: z = logits.argmax(-1)
     else:
         p = torch.softmax(logits / cfg.temperature if cfg.temperature != 1 else logits, -1)
@@ -453,19 +525,24 @@ def _sample_step(model, h, cfg, marks, generator):
         if cfg.policy_temperature == cfg.temperature: return z, p.gather(-1, z[:, None]).squeeze(-1).log()
     return z, _pick_logprob(logits, z, cfg.policy_temperature)
 
-def _sample_chains(model, input_ids, attention_mask, cfg, marks, anchors, generator):
-    "Text pass, then T-2 single-token chain steps sampling z_1..z_{T-2}: (base_hidden, cache, layout, tokens (B,N,T), logprobs)."
+def _check_text(text, input_ids):
+    check(text is None or tuple(text.hidden.shape[:2]) == tuple(input_ids.shape) and text.cache.get_seq_length() == input_ids.shape[1],
+          f"text= is a TextPass of other windows (or its cache still holds chain steps); pass text_pass(model, input_ids, attention_mask) of these windows")
+
+def _sample_chains(model, input_ids, attention_mask, cfg, marks, anchors, generator, text):
+    "Text pass (or the given one), then T-2 single-token chain steps sampling z_1..z_{T-2}: (text, layout, tokens (B,N,T), logprobs)."
     (B, L), N, T = input_ids.shape, anchors.shape[1], cfg.T
-    base_hidden, cache = _text_pass(model, input_ids, attention_mask)
+    _check_text(text, input_ids)
+    text = text if text is not None else text_pass(model, input_ids, attention_mask)
     lay = ChainLayout(anchors, attention_mask.bool())
     tokens = torch.full((B, N, T), marks.start, dtype=torch.long, device=input_ids.device)
     tokens[..., -1] = marks.end
     logprobs = torch.zeros(B, N, T - 2, device=input_ids.device)
     for s in range(T - 2):  # step s feeds tokens[s] (START, z_1, ...) and samples tokens[s+1]
-        h = _chain_forward(model, cache, tokens[:, None, :, s], lay, step0=s)[:, 0]  # (B, N, D)
+        h = _chain_forward(model, text.cache, tokens[:, None, :, s], lay, step0=s)[:, 0]  # (B, N, D)
         z, lp = _rowwise(lambda h: _sample_step(model, h, cfg, marks, generator), h.flatten(0, 1), chunk_rows=_chunk_rows(model))
         tokens[..., s + 1], logprobs[..., s] = z.view(B, N), lp.view(B, N)
-    return base_hidden, cache, lay, tokens, logprobs
+    return text, lay, tokens, logprobs
 
 @torch.no_grad()
 def sample_thought_tokens(model:PreTrainedModel, input_ids:torch.Tensor, # (B, L) right-padded windows
@@ -473,10 +550,12 @@ def sample_thought_tokens(model:PreTrainedModel, input_ids:torch.Tensor, # (B, L
                           cfg:ThoughtConfig, marks:ThoughtMarks,
                           positions:torch.Tensor|None=None, # (B, P) or (P,) positions to think after (default: all L)
                           generator:torch.Generator|None=None, # RNG for thought sampling
+                          text:TextPass|None=None, # `text_pass` of these windows, shared with other calls (None: run one)
                          ) -> tuple[torch.Tensor, torch.Tensor]: # tokens (B, K, P, T), log-probs (B, K, P, T-2)
     "Only the thoughts: K per position, sampled in T-2 cached steps, without the look-ahead (what a training step needs)."
     attention_mask, positions, anchors = _prepare(model, input_ids, attention_mask, cfg, marks, positions)
-    *_, tokens, logprobs = _sample_chains(model, input_ids, attention_mask, cfg, marks, anchors, generator)
+    text, _, tokens, logprobs = _sample_chains(model, input_ids, attention_mask, cfg, marks, anchors, generator, text)
+    text.crop()  # the text pass is left as it was given
     return _unflatten(tokens, cfg.K), _unflatten(logprobs, cfg.K)
 
 @torch.no_grad()
@@ -486,22 +565,58 @@ def sample_thoughts(model:PreTrainedModel, input_ids:torch.Tensor, # (B, L) righ
                     head:MixingHead|None=None, # mixing head (None: no mixed log-probs)
                     positions:torch.Tensor|None=None, # (B, P) or (P,) positions to think after (default: all L)
                     generator:torch.Generator|None=None, # RNG for thought sampling
+                    text:TextPass|None=None, # `text_pass` of these windows, shared with other calls (None: run one)
                    ) -> Thoughts:
     "Sample K thoughts at every position of every window, all positions at once in T cached steps (no gradient)."
     attention_mask, positions, anchors = _prepare(model, input_ids, attention_mask, cfg, marks, positions)
     T, A = cfg.T, cfg.A
-    base_hidden, cache, lay, tokens, logprobs = _sample_chains(model, input_ids, attention_mask, cfg, marks, anchors, generator)
-    targets, valid, base_pos, forced = _lookahead_targets(input_ids, attention_mask, anchors, A)
-    block = torch.cat([tokens[..., T-2:], forced], -1)  # (B, N, A+1): z_{T-2} (or START if T=2), END, x[a+1..a+A-1]
-    h = _chain_forward(model, cache, block.transpose(1, 2), lay, step0=T - 2)  # (B, A+1, N, D)
+    text, lay, tokens, logprobs = _sample_chains(model, input_ids, attention_mask, cfg, marks, anchors, generator, text)
+    la = lookahead_targets(input_ids, attention_mask, anchors, A)
+    block = torch.cat([tokens[..., T-2:], la.forced], -1)  # (B, N, A+1): z_{T-2} (or START if T=2), END, x[a+1..a+A-1]
+    h = _chain_forward(model, text.cache, block.transpose(1, 2), lay, step0=T - 2)  # (B, A+1, N, D)
+    text.crop()
     post = h[:, 1:].transpose(1, 2)  # (B, N, A, D) at END and the teacher-forced tokens
-    lb, lt, lm, w = _score_lookahead(model, marks, head, base_hidden, post, base_pos, targets)
+    lb, lt, lm, w = _score_lookahead(model, marks, head, text.hidden, post, la.base_pos, la.targets)
     K, P = cfg.K, positions.shape[1]
-    return Thoughts(_unflatten(tokens, K), _unflatten(logprobs, K), positions, targets[:, :P], valid[:, :P], base_hidden,
+    return Thoughts(_unflatten(tokens, K), _unflatten(logprobs, K), positions, la.targets[:, :P], la.valid[:, :P], text.hidden,
                     _unflatten(post, K), lb[:, :P], _unflatten(lt, K), _unflatten(lm, K),
                     _unflatten(w, K))
 
 # %% ../nbs/04_thoughts.ipynb #a68d0b3a
+def replay_thoughts(model:PreTrainedModel, input_ids:torch.Tensor, # (B, L) right-padded windows
+                    attention_mask:torch.Tensor|None, # (B, L)
+                    tokens:list, # per group: (B, K_g, P_g, T_g) thoughts to replay, e.g. `sample_thoughts(...).tokens`
+                    positions:list, # per group: (B, P_g) positions the thoughts follow (None: all L)
+                    cfgs:list, # per group: its `ThoughtConfig` (thought_len T_g, n_ahead A_g, n_thoughts K_g)
+                    marks:ThoughtMarks, head:MixingHead|None=None,
+                   ) -> list[Thoughts]:
+    "Recompute thought and look-ahead log-probs of several groups of thoughts (each its own T, A, K, positions) with gradient, in one cache-free forward over [text | every chain]."
+    check(len(tokens) == len(positions) == len(cfgs) >= 1, "give tokens, positions and cfgs for the same groups (at least one)")
+    B, L = input_ids.shape
+    groups, blocks = [], []
+    for tk, pos, cfg in zip(tokens, positions, cfgs):
+        am, pos, anchors = _prepare(model, input_ids, attention_mask, cfg, marks, pos)
+        N, T = anchors.shape[1], cfg.T
+        check(tuple(tk.shape) == (B, cfg.K, pos.shape[1], T),
+              f"tokens has shape {tuple(tk.shape)}; expected (B, K, P, T) = {(B, cfg.K, pos.shape[1], T)}")
+        la = lookahead_targets(input_ids, am, anchors, cfg.A)
+        flat = tk.reshape(B, N, T)
+        blocks.append(torch.cat([flat, la.forced], -1).transpose(1, 2))  # (B, C, N): START .. END, x[a+1..a+A-1]
+        groups.append((tk, flat, pos, anchors, cfg, la))
+    lay = ChainLayout(torch.cat([g[3] for g in groups], 1), am.bool(), blocks=tuple((b.shape[2], b.shape[1]) for b in blocks))
+    base_hidden, hs = _replay_forward(model, input_ids, blocks, lay)  # (B, L, D), [(B, C, N, D)]
+    out = []
+    for (tk, flat, pos, anchors, cfg, la), h in zip(groups, hs):
+        h = h.transpose(1, 2)  # (B, N, C, D)
+        (N, T), D, K, P = flat.shape[1:], h.shape[-1], cfg.K, pos.shape[1]
+        logprobs = token_logprobs(model, h[:, :, :T-2].reshape(-1, D), flat[..., 1:T-1].reshape(-1), marks,
+                                  cfg.policy_temperature).view(B, N, T - 2)
+        post = h[:, :, T-1:]  # (B, N, A, D)
+        lb, lt, lm, w = _score_lookahead(model, marks, head, base_hidden, post, la.base_pos, la.targets)
+        out.append(Thoughts(tk, _unflatten(logprobs, K), pos, la.targets[:, :P], la.valid[:, :P], base_hidden,
+                            _unflatten(post, K), lb[:, :P], _unflatten(lt, K), _unflatten(lm, K), _unflatten(w, K)))
+    return out
+
 def thought_forward(model:PreTrainedModel, input_ids:torch.Tensor, # (B, L) right-padded windows
                     attention_mask:torch.Tensor|None, # (B, L)
                     tokens:torch.Tensor, # (B, K, P, T) thoughts to replay, e.g. `sample_thoughts(...).tokens`
@@ -509,25 +624,8 @@ def thought_forward(model:PreTrainedModel, input_ids:torch.Tensor, # (B, L) righ
                     head:MixingHead|None=None,
                     positions:torch.Tensor|None=None, # (B, P) positions the thoughts follow (default: all L)
                    ) -> Thoughts:
-    "Recompute thought and look-ahead log-probs for given thoughts in one chain forward, with gradient."
-    attention_mask, positions, anchors = _prepare(model, input_ids, attention_mask, cfg, marks, positions)
-    (B, L), N, T, A = input_ids.shape, anchors.shape[1], cfg.T, cfg.A
-    check(tuple(tokens.shape) == (B, cfg.K, positions.shape[1], T),
-          f"tokens has shape {tuple(tokens.shape)}; expected (B, K, P, T) = {(B, cfg.K, positions.shape[1], T)}")
-    flat = tokens.reshape(B, N, T)
-    lay = ChainLayout(anchors, attention_mask.bool())
-    targets, valid, base_pos, forced = _lookahead_targets(input_ids, attention_mask, anchors, A)
-    base_hidden, h = _replay_forward(model, input_ids, torch.cat([flat, forced], -1).transpose(1, 2), lay)  # (B, L, D), (B, C, N, D)
-    h = h.transpose(1, 2)  # (B, N, C, D)
-    D = h.shape[-1]
-    logprobs = token_logprobs(model, h[:, :, :T-2].reshape(-1, D), flat[..., 1:T-1].reshape(-1), marks,
-                              cfg.policy_temperature).view(B, N, T - 2)
-    post = h[:, :, T-1:]  # (B, N, A, D)
-    lb, lt, lm, w = _score_lookahead(model, marks, head, base_hidden, post, base_pos, targets)
-    K, P = cfg.K, positions.shape[1]
-    return Thoughts(tokens, _unflatten(logprobs, K), positions, targets[:, :P], valid[:, :P], base_hidden,
-                    _unflatten(post, K), lb[:, :P], _unflatten(lt, K), _unflatten(lm, K),
-                    _unflatten(w, K))
+    "Recompute thought and look-ahead log-probs for given thoughts in one chain forward, with gradient (`replay_thoughts` of one group)."
+    return replay_thoughts(model, input_ids, attention_mask, [tokens], [positions], [cfg], marks, head)[0]
 
 # %% ../nbs/04_thoughts.ipynb #b94a6bbd
 @torch.no_grad()
@@ -539,7 +637,7 @@ def reference_thoughts(model:PreTrainedModel, input_ids:torch.Tensor, attention_
     attention_mask, positions, anchors = _prepare(model, input_ids, attention_mask, cfg, marks, positions)
     (B, L), K, P, T, A = input_ids.shape, cfg.K, positions.shape[1], cfg.T, cfg.A
     base_hidden = transformer_body(model)(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-    targets, valid, base_pos, forced = _lookahead_targets(input_ids, attention_mask, anchors, A)
+    targets, valid, base_pos, forced = lookahead_targets(input_ids, attention_mask, anchors, A)
     D = base_hidden.shape[-1]
     post = base_hidden.new_zeros(B, K, P, A, D); logprobs = base_hidden.new_zeros(B, K, P, T - 2)
     for b in range(B):
@@ -593,118 +691,171 @@ def load_thinking_model(path, dtype:str="float32", device:str="auto") -> Thinker
     path = Path(path).expanduser()
     check(is_thinking_model(path), f"{path} has no {THOUGHTS_FILE}; save it with save_thinking_model, "
           f"or load a plain model with load_model and call make_thinker")
-    meta = json.loads((path/THOUGHTS_FILE).read_text())
+    fix = "re-save the folder with save_thinking_model"
+    meta = read_json(path/THOUGHTS_FILE, fix)
+    check({"config", "marks", "head"} <= set(meta), f"{path/THOUGHTS_FILE} lacks config, marks or head; {fix}")
+    try: cfg = ThoughtConfig(**meta["config"])
+    except TypeError as e: raise NtpRlError(f"{path/THOUGHTS_FILE}: {e}; {fix}") from None
     model, tok = load_model(str(path), dtype=dtype, device=device)
     use_thought_attention(model)  # the attention implementation is not part of a saved config
     marks = thought_marks(tok)
     check(marks == ThoughtMarks(**meta["marks"]), f"{path}: the tokenizer's thought token ids {marks} differ from {meta['marks']}")
     head = MixingHead(**meta["head"])
     head.load_state_dict(load_file(str(path/HEAD_FILE)))
-    return Thinker(model, tok, ThoughtConfig(**meta["config"]), marks, head.to(model.device))
+    return Thinker(model, tok, cfg, marks, head.to(model.device))
 
 # %% ../nbs/04_thoughts.ipynb #b02d02e1
 @dataclass
 class Generation:
-    "A generated continuation, the thought behind each token, and its speed."
+    "A generated continuation, the thought behind each token, the decisions that placed them, and its speed."
     prompt: str
     text: str # the continuation (without the prompt)
     token_ids: list[int]
     tokens: list[str] # decoded text of each generated token
-    thoughts: list[str] # decoded thought before each token ('' for plain generation)
-    thought_ids: list[list[int]] # the thought's ids before each token: START, T-2 sampled ids, END ([] for plain)
-    weights: list[float] # mixing weight used for each token (0 for plain generation)
+    thoughts: list[str] # decoded thought written right before each token ('' where none was written)
+    thought_ids: list[list[int]] # that thought's ids: START, b-2 sampled ids, END ([] where none was written)
+    weights: list[float] # mixing weight used for each token (0 where no thought served it)
     ttft_s: float # time to the first generated token (prefill and first thought included)
     tokens_per_s: float # generated tokens per second over the whole run
+    budgets: list[int] = field(default_factory=list) # thought tokens spent right before each token (0 = none)
+    horizons: list[int] = field(default_factory=list) # tokens the thought written before this token serves (0 = none written)
+    served_by: list[int] = field(default_factory=list) # index of the token whose thought served this one (-1: the base model alone)
+    @property
+    def thought_tokens_per_token(self) -> float:
+        "Thought tokens written per emitted token (Σ budgets / tokens): the price of this generation."
+        return sum(self.budgets) / max(len(self.token_ids), 1)
     def _repr_markdown_(self):
-        rows = "\n".join(f"| {i} | `{t!r}` | {th!r} | {w:.3f} |" for i, (t, th, w) in enumerate(zip(self.tokens, self.thoughts, self.weights)))
+        rows = "\n".join(f"| {i} | `{t!r}` | {b} | {a} | {s} | {th!r} | {w:.3f} |" for i, (t, th, w, b, a, s) in enumerate(zip(
+            self.tokens, self.thoughts, self.weights, self.budgets or [0]*len(self.tokens), self.horizons or [0]*len(self.tokens),
+            self.served_by or [-1]*len(self.tokens))))
         return (f"**{html.escape(self.prompt)}**{html.escape(self.text)}\n\nTTFT {self.ttft_s*1e3:.0f} ms, "
-                f"{self.tokens_per_s:.1f} tok/s\n\n| # | token | thought | w |\n|---|---|---|---|\n{rows}")
+                f"{self.tokens_per_s:.1f} tok/s, {self.thought_tokens_per_token:.2f} thought tokens per token\n\n"
+                f"| # | token | budget | horizon | served by | thought | w |\n|---|---|---|---|---|---|---|\n{rows}")
 
-def _decode_one(tok, i): return tok.decode([i])
+@dataclass
+class DecisionPoint:
+    "What a decide function sees before a token that no thought is serving: the base model's state there."
+    step: int # index of the token about to be generated
+    hidden: torch.Tensor # (D,) base hidden state at the last text token
+    logits: torch.Tensor # (V,) base next-token logits, fp32, thought markers at −∞
+    @cached_property
+    def entropy(self) -> torch.Tensor: # () nats; computed only if a decide function asks
+        return logits_entropy(self.logits)
 
-def _pick(logits, temperature, generator):
-    "Sample one id from (V,) logits (temperature 0: greedy)."
-    return int(_sample(logits[None].float(), temperature, generator)[0])
+NO_THOUGHTS = (0, 1) # the decision "no thought": the base model's token
 
-@torch.no_grad()
-def generate_plain(model:PreTrainedModel, tok:PreTrainedTokenizerBase, prompt:str, max_new_tokens:int=40,
-                   temperature:float=0.0, seed:int=0, marks:ThoughtMarks|None=None) -> Generation:
-    "Plain cached sampling, one forward per token: the baseline `generate_with_thoughts` is timed against."
-    dev = model.device
-    g = torch.Generator(device=dev).manual_seed(seed)
-    ids = tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids.to(dev)
-    cache, pending, out_ids, t0, ttft = DynamicCache(), ids, [], time.perf_counter(), 0.0
-    for n in range(max_new_tokens):
-        h = transformer_body(model)(input_ids=pending, cache=cache, use_cache=True).last_hidden_state[0, -1]
-        logits = model.get_output_embeddings()(h).float()
-        if marks is not None: logits[marks.ids] = float("-inf")
-        x = _pick(logits, temperature, g)
-        if n == 0: ttft = time.perf_counter() - t0
-        out_ids.append(x)
-        if x == tok.eos_token_id: break
-        pending = torch.tensor([[x]], device=dev)
-    dt = time.perf_counter() - t0
-    toks = [_decode_one(tok, i) for i in out_ids]
-    return Generation(prompt, tok.decode(out_ids), out_ids, toks, [""]*len(toks), [[] for _ in toks], [0.0]*len(toks), ttft, len(toks)/dt)
+def _check_decision(b:int, a:int):
+    check((b == 0 or b >= 2) and a >= 1, f"a decision is (budget, horizon): budget 0 or >= 2 (START and END included) and "
+          f"horizon >= 1; got ({b}, {a})")
 
 @torch.no_grad()
-def generate_with_thoughts(model:PreTrainedModel, tok:PreTrainedTokenizerBase, prompt:str, cfg:ThoughtConfig,
+def generate_with_thoughts(model:PreTrainedModel, tok:PreTrainedTokenizerBase, prompt:str,
+                           cfg:ThoughtConfig|None=None, # thought sampling temperature; thought_len and n_ahead: the default decision
                            max_new_tokens:int=40, # tokens to generate (stops early at EOS)
                            head:MixingHead|None=None, # mixing head (None: w = 0, the base model's tokens)
                            temperature:float=0.0, # temperature of the generated text (0: greedy); thoughts use cfg.temperature
-                           seed:int=0) -> Generation:
-    "Think T tokens before every new token, mix, sample; keep the context's KV cache and drop each thought's."
-    marks = thought_marks(tok)
+                           seed:int=0,
+                           decide:Callable|tuple|None=None, # (budget, horizon), or DecisionPoint -> (budget, horizon); None: (cfg.thought_len, 1)
+                          ) -> Generation:
+    "The one generation loop: before each token no thought serves, a decision (b, a); b > 0 thinks b tokens, kept in the cache for the next a tokens."
+    cfg = cfg or ThoughtConfig()
+    decide = (cfg.T, 1) if decide is None else decide
+    fixed = not callable(decide)  # a constant decision, known before the text forward
+    if fixed: decide = tuple(int(v) for v in decide); _check_decision(*decide)
+    thinking = not fixed or decide[0] > 0
+    has_marks = START_THOUGHT in tok.get_vocab()
+    marks = thought_marks(tok) if thinking or has_marks else None  # no markers: a plain model, nothing to exclude
     dev = model.device
     g = torch.Generator(device=dev).manual_seed(seed)
     ids = tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids.to(dev)
     check(ids.shape[1] >= 1, "the prompt is empty; give at least one token of text")
-    check_thinking_model(model, cfg, ids.shape[1] + max_new_tokens)
-    lm_head, T = model.get_output_embeddings(), cfg.T
-    fwd = lambda x, cache: transformer_body(model)(input_ids=x, cache=cache, use_cache=True).last_hidden_state[0]
-    mark = lambda l: l.index_fill(-1, torch.tensor(marks.ids, device=dev), float("-inf"))
-    cache, pending, ctx = DynamicCache(), ids, 0
-    out_ids, thoughts, thought_ids, weights, t0, ttft = [], [], [], [], time.perf_counter(), 0.0
+    if thinking:
+        b0, a0 = (decide if fixed else (cfg.T, cfg.A))
+        check_thinking_model(model, ThoughtConfig(thought_len=max(b0, 2), n_ahead=a0), ids.shape[1] + max_new_tokens, "prompt + max_new_tokens")
+    max_ctx = max_positions(model.config)
+    lm_head = model.get_output_embeddings()
+    excl = torch.tensor(marks.ids, device=dev) if marks is not None else None
+    fwd = lambda x, cache: transformer_body(model)(input_ids=x, cache=cache, use_cache=True).last_hidden_state[0]  # (n, D)
+    as_ids = lambda xs: torch.tensor([xs], device=dev)
+    masked = lambda l: l if excl is None else l.index_fill(-1, excl, float("-inf"))
+    cache, pending, n_text = DynamicCache(), ids, 0  # `cache`: the text only, never a thought
+    tcache, left, src, w = None, 0, -1, None  # the serving thought: its cache, tokens it still serves, where it was written
+    rec = {k: [] for k in ("token_ids", "thoughts", "thought_ids", "weights", "budgets", "horizons", "served_by")}
+    t0, ttft = time.perf_counter(), 0.0
     for n in range(max_new_tokens):
-        ctx += pending.shape[1]  # text tokens in the cache once `pending` is fed
-        start = torch.tensor([[marks.start]], device=dev)
-        end = torch.tensor([[marks.end]], device=dev)
-        feed = torch.cat([pending, start] if T > 2 else [pending, start, end], 1)
-        h = fwd(feed, cache)
-        h_base = h[pending.shape[1] - 1]  # base hidden at the last text token
-        thought = [marks.start]
-        for s in range(T - 2):  # sample z_1 .. z_{T-2}
-            z = _pick(mark(lm_head(h[-1]).float()), cfg.temperature, g)
-            thought.append(z)
-            feed = torch.tensor([[z, marks.end]] if s == T - 3 else [[z]], device=dev)
-            h = fwd(feed, cache)
-        h_post = h[-1]  # hidden after END
-        cache.crop(ctx - cache.get_seq_length())  # drop the thought's keys and values (5.24: crop(-n) removes n tokens)
-        lb, lt = lm_head(h_base).float(), lm_head(h_post).float()
-        w = head(h_base, h_post).float() if head is not None else torch.zeros((), device=dev)
-        x = _pick(mark(mix_logits(lb, lt, w)), temperature, g)
+        n_text += pending.shape[1]  # text tokens in `cache` once `pending` is fed
+        b, a, thought, lb, lbm = 0, 0, [], None, None  # lb: raw base logits, lbm: the same with the markers excluded
+        if left > 0:  # inside a thought's horizon: the text and the thought branch both read the last token
+            h_base = fwd(pending, cache)[-1]
+            h_post = fwd(pending, tcache)[-1]  # teacher-forced after END, as the look-ahead in training
+            left -= 1
+        else:
+            if fixed: b, a = decide
+            fuse = fixed and b > 0  # a known thought: START rides along with the text token
+            start = ([marks.start, marks.end] if b == 2 else [marks.start]) if b > 0 else []
+            h = fwd(torch.cat([pending, as_ids(start)], 1) if fuse else pending, cache)
+            h_base = h[pending.shape[1] - 1]
+            if not fixed:
+                lb = lm_head(h_base).float(); lbm = masked(lb)
+                b, a = map(int, decide(DecisionPoint(n, h_base, lbm)))
+                _check_decision(b, a)
+                start = ([marks.start, marks.end] if b == 2 else [marks.start]) if b > 0 else []
+            if b > 0:
+                check(max_ctx is None or n_text + b + a - 1 <= max_ctx, f"a thought of {b} tokens serving {a} "
+                      f"tokens after {n_text} tokens of text needs {n_text + b + a - 1} positions, beyond the model's {max_ctx}")
+                if a > 1:  # the thought outlives this token: the text branch goes on without it, in its own cache
+                    tcache = copy.deepcopy(cache)
+                    if fuse: cache.crop(n_text - cache.get_seq_length())  # START went into the text cache: take it out
+                else: tcache = cache  # it serves one token: think in the text cache and crop right after
+                if not fuse: h = fwd(as_ids(start), tcache)
+                thought = [marks.start]
+                for s in range(b - 2):  # sample z_1 .. z_{b-2}
+                    z = int(sample_ids(masked(lm_head(h[-1]).float())[None], cfg.temperature, g)[0])
+                    thought.append(z)
+                    h = fwd(as_ids([z, marks.end] if s == b - 3 else [z]), tcache)
+                thought.append(marks.end)
+                h_post = h[-1]  # hidden state after END
+                if a == 1: cache.crop(n_text - cache.get_seq_length())  # drop the thought's keys and values (crop(-k) removes k)
+                left, src = a - 1, n
+        if src >= 0:  # a thought serves this token: mix the base and the thought-conditioned prediction
+            if lb is None: lb = lm_head(h_base).float()
+            w = head(h_base, h_post).float() if head is not None else torch.zeros((), device=dev)
+            logits = masked(mix_logits(lb, lm_head(h_post).float(), w))
+        else: logits = lbm if lbm is not None else masked(lm_head(h_base).float())
+        x = int(sample_ids(logits[None], temperature, g)[0])
         if n == 0: ttft = time.perf_counter() - t0
-        out_ids.append(x); thought_ids.append(thought + [marks.end]); thoughts.append(tok.decode(thought[1:])); weights.append(float(w))
+        for k, v in dict(token_ids=x, thoughts=tok.decode(thought[1:-1]) if thought else "", thought_ids=thought, budgets=b,
+                         horizons=a if b else 0, served_by=src, weights=float(w) if src >= 0 else 0.0).items(): rec[k].append(v)
+        if left == 0: tcache, src = None, -1
         if x == tok.eos_token_id: break
-        pending = torch.tensor([[x]], device=dev)
+        pending = as_ids([x])
     dt = time.perf_counter() - t0
-    return Generation(prompt, tok.decode(out_ids), out_ids, [_decode_one(tok, i) for i in out_ids], thoughts, thought_ids,
-                      weights, ttft, len(out_ids)/dt)
+    o = rec["token_ids"]
+    return Generation(prompt, tok.decode(o), o, [tok.decode([i]) for i in o], rec["thoughts"], rec["thought_ids"], rec["weights"],
+                      ttft, len(o) / dt, rec["budgets"], rec["horizons"], rec["served_by"])
+
+def generate_plain(model:PreTrainedModel, tok:PreTrainedTokenizerBase, prompt:str, max_new_tokens:int=40,
+                   temperature:float=0.0, seed:int=0) -> Generation:
+    "Plain cached sampling, one forward per token (the loop with the constant decision `NO_THOUGHTS`); markers, if any, are never emitted."
+    return generate_with_thoughts(model, tok, prompt, None, max_new_tokens, None, temperature, seed, decide=NO_THOUGHTS)
 
 # %% ../nbs/04_thoughts.ipynb #5d6c7a9c
 THOUGHTS_CSS = (".ntp-gen{font-family:ui-monospace,monospace;white-space:pre-wrap;line-height:1.9}"
                 ".ntp-prompt{color:#555}.ntp-tok{background:#eef4ff;border-radius:3px}"
+                ".ntp-served{border-bottom:2px solid #f5a623}"
                 ".ntp-th{font-size:70%;color:#888;margin:0 2px;vertical-align:super}")
 
 def thoughts_html(gen:Generation, # a result of `generate_with_thoughts`
                   css:bool=True, # include the <style> block (False when the page already has THOUGHTS_CSS)
                  ) -> str:
-    "HTML fragment: the prompt, then each generated token with its thought inline; all text escaped."
+    "HTML fragment: the prompt, then each generated token with the thought written before it inline; tokens a thought serves are underlined. All text escaped."
     e = lambda s: html.escape(s, quote=True)
     parts = [f'<span class="ntp-prompt">{e(gen.prompt)}</span>']
-    for t, th, w in zip(gen.tokens, gen.thoughts, gen.weights):
+    served = gen.served_by or [-1] * len(gen.tokens)
+    for i, (t, th, w, s) in enumerate(zip(gen.tokens, gen.thoughts, gen.weights, served)):
         if th: parts.append(f'<span class="ntp-th" title="w={w:.3f}">⟨{e(th)}⟩</span>')
-        parts.append(f'<span class="ntp-tok" title="{e(th)}">{e(t)}</span>')
+        cls, title = ("ntp-tok ntp-served", f"served by the thought before token {s}: {gen.thoughts[s]}, w={w:.3f}") if s >= 0 else ("ntp-tok", "")
+        parts.append(f'<span class="{cls}" title="{e(title)}">{e(t)}</span>')
     style = f"<style>{THOUGHTS_CSS}</style>" if css else ""
     return f'{style}<div class="ntp-gen">{"".join(parts)}</div>'
 
@@ -718,9 +869,16 @@ def think(model:str="smollm2-135m", # built-in name, model folder, or a folder w
           seed:int=0, device:str="auto", dtype:str="float32",
           show_thoughts:bool=False, # print each token's thought
           compare:bool=False, # also run plain generation and print both speeds
-          out=None) -> Generation: # where to print (default: stdout)
+          out=None, # where to print (default: stdout)
+          horizon:int=1, # tokens each thought serves before the next one is written (1: a thought before every token)
+         ) -> Generation:
     "Generate with thoughts from the command line's arguments and print the result."
     out = out or sys.stdout
+    check(isinstance(max_new_tokens, int) and max_new_tokens >= 1, f"max_new_tokens={max_new_tokens}; generate at least 1 token")
+    check(temperature >= 0, f"temperature={temperature}; use 0 (greedy) or a positive temperature")
+    check(thought_temperature >= 0, f"thought_temperature={thought_temperature}; use 0 (greedy) or a positive temperature")
+    check(bool(prompt), "the prompt is empty; give some text to continue")
+    check(horizon >= 1, f"horizon={horizon}; a thought serves at least the next token")
     seed_everything(seed)
     if is_thinking_model(model):
         th = load_thinking_model(model, dtype=dtype, device=device)
@@ -731,36 +889,17 @@ def think(model:str="smollm2-135m", # built-in name, model folder, or a folder w
         th = make_thinker(m, tok, cfg); head = th.head
     kw = {k: v for k, v in dict(thought_len=thought_len, temperature=thought_temperature).items() if v is not None}
     cfg = ThoughtConfig(**{**asdict(cfg), **kw})
-    gen = generate_with_thoughts(m, tok, prompt, cfg, max_new_tokens, head=head, temperature=temperature, seed=seed)
+    gen = generate_with_thoughts(m, tok, prompt, cfg, max_new_tokens, head=head, temperature=temperature, seed=seed,
+                                 decide=(cfg.T, horizon))
     print(prompt + gen.text, file=out)
     if show_thoughts:
-        for i, (t, thought) in enumerate(zip(gen.tokens, gen.thoughts)):
-            print(f"{i:4d} {t!r:>14} <- {thought!r}", file=out)  # repr: one line per token even if a thought has newlines
-    print(f"thinking (T={cfg.T}): TTFT {gen.ttft_s*1e3:.0f} ms, {gen.tokens_per_s:.1f} tok/s", file=sys.stderr)
+        for i, (t, thought, s) in enumerate(zip(gen.tokens, gen.thoughts, gen.served_by)):
+            # repr: one line per token even if a thought has newlines
+            print(f"{i:4d} {t!r:>14} <- " + (repr(thought) if s == i else f"(the thought before token {s})"), file=out)
+    print(f"thinking (T={cfg.T})" + (f", horizon {horizon}" if horizon > 1 else "") + f": TTFT {gen.ttft_s*1e3:.0f} ms, {gen.tokens_per_s:.1f} tok/s", file=sys.stderr)
     if compare:
-        p = generate_plain(m, tok, prompt, max_new_tokens, temperature=temperature, seed=seed, marks=th.marks)
+        p = generate_plain(m, tok, prompt, max_new_tokens, temperature=temperature, seed=seed)
         print(f"plain: TTFT {p.ttft_s*1e3:.0f} ms, {p.tokens_per_s:.1f} tok/s; thinking is "
               f"{p.tokens_per_s / gen.tokens_per_s:.1f}x slower per token", file=sys.stderr)
     return gen
 
-def think_parser() -> argparse.ArgumentParser:
-    "The arguments of `ntp_rl_think` in fixed-thought mode (06_budget adds --adaptive and its options to the same parser)."
-    ap = argparse.ArgumentParser(prog="ntp_rl_think", description="Generate text with a Quiet-STaR thought before every token.")
-    ap.add_argument("--model", default="smollm2-135m", help="built-in name (smollm2-135m, tiny-llama, tiny-gpt2), model folder, or thinking-model folder")
-    ap.add_argument("--prompt", default="The capital of France is")
-    ap.add_argument("--thought-len", type=int, default=None, help="thought tokens per generated token, incl. start/end markers")
-    ap.add_argument("--max-new-tokens", type=int, default=40)
-    ap.add_argument("--temperature", type=float, default=0.0, help="text sampling temperature (0: greedy)")
-    ap.add_argument("--thought-temperature", type=float, default=1.0)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--show-thoughts", action="store_true", help="print each token's thought")
-    ap.add_argument("--compare", action="store_true", help="also time plain generation")
-    return ap
-
-def think_cli(argv=None):
-    "Fixed-thought generation from the command line (the installed `ntp_rl_think` is 06_budget's, which adds --adaptive)."
-    a = think_parser().parse_args(argv)
-    run_cli(think, a.model, a.prompt, a.thought_len, a.max_new_tokens, a.temperature, a.thought_temperature, a.seed,
-            a.device, a.dtype, a.show_thoughts, a.compare)

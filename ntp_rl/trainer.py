@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_trainer.ipynb #6b8ecd46
 from __future__ import annotations
-import contextlib, dataclasses, importlib, json, math, os, re, resource, shutil, sys, time
+import contextlib, dataclasses, json, math, os, re, resource, shutil, sys, time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any
@@ -14,80 +14,12 @@ import torch.nn as nn
 import yaml
 from .core import *
 from .data import *
+from .objective import *
 
 # %% auto #0
-__all__ = ['OBJECTIVES', 'SCHEDULES', 'PRECISIONS', 'CKPT', 'Objective', 'NextTokenConfig', 'NextTokenObjective',
-           'register_objective', 'get_objective', 'TrainConfig', 'config_to_dict', 'parse_overrides',
-           'load_train_config', 'TrainModule', 'BatchStream', 'checkpoints', 'latest_checkpoint', 'Trainer', 'train',
-           'read_metrics', 'train_cli', 'CurriculumConfig', 'run_curriculum', 'load_curriculum', 'curriculum_cli']
-
-# %% ../nbs/07_trainer.ipynb #6f0df8b8
-class Objective(nn.Module):
-    "Base class: an objective is `rollout → score → loss → metrics`; subclasses own their trainable extras as submodules."
-    Config = None # the objective's config dataclass (filled from `TrainConfig.objective_args`)
-    def __init__(self, cfg, tok):
-        super().__init__()
-        self.cfg, self.tok = cfg, tok
-    def prepare_model(self, lm:nn.Module, init_from:str="") -> nn.Module:
-        "Adapt the language model before training (e.g. add thought tokens); `init_from` is the checkpoint the run starts from."
-        return lm
-    def rollout(self, lm, batch:dict) -> dict: return {}
-    def score(self, lm, batch:dict, rollout:dict) -> dict: return {}
-    def loss(self, lm, batch:dict, rollout:dict, scores:dict) -> tuple[torch.Tensor, dict]: raise NotImplementedError
-    def param_groups(self, lr:float, objective_lr:float) -> list[dict]:
-        "Optimiser groups of the objective's own parameters (each in exactly one); default: all at `objective_lr`."
-        return [dict(params=[p for p in self.parameters() if p.requires_grad], lr=objective_lr)]
-    def metrics(self, lm, batch:dict, rollout:dict, scores:dict, parts:dict) -> dict:
-        "Numbers to log (floats); default: the loss parts."
-        return {k: float(v) for k, v in parts.items()}
-    def forward(self, lm, batch:dict) -> dict:
-        "One step of the objective on `batch`; returns the loss and the metrics."
-        ro = self.rollout(lm, batch)
-        sc = self.score(lm, batch, ro)
-        loss, parts = self.loss(lm, batch, ro, sc)
-        return dict(loss=loss, metrics=self.metrics(lm, batch, ro, sc, {k: v.detach() if torch.is_tensor(v) else v for k, v in parts.items()}))
-    def save_extras(self, lm, path:Path):
-        "Write what a user needs to use the trained model (default: the LM and tokenizer in Hugging Face format)."
-        lm.save_pretrained(path); self.tok.save_pretrained(path)
-
-# %% ../nbs/07_trainer.ipynb #b5e7a65b
-@dataclass
-class NextTokenConfig:
-    "The plain next-token baseline has no knobs."
-    pass
-
-class NextTokenObjective(Objective):
-    "Plain next-token cross-entropy: the baseline every thinking objective is compared against."
-    Config = NextTokenConfig
-    def loss(self, lm, batch, rollout, scores):
-        logits = lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, L, V)
-        nll = token_nll(logits, batch["input_ids"], batch["attention_mask"])  # (B, L-1)
-        m = batch["attention_mask"]
-        n = (m[:, 1:] * m[:, :-1]).sum().clamp(min=1)
-        loss = nll.sum() / n
-        return loss, dict(nll=loss)
-
-# %% ../nbs/07_trainer.ipynb #caca5d38
-OBJECTIVES = {
-    "ntp": NextTokenObjective, # defined above: no import needed
-    "quietstar": "ntp_rl.quietstar:QuietStarObjective",
-    "distill": "ntp_rl.quietstar:DistillObjective",
-    "budget": "ntp_rl.budget:BudgetObjective",
-}
-
-def register_objective(name:str, target:str|type):
-    "Make objective `name` available to the trainer: an `Objective` subclass or a 'module:Class' path."
-    OBJECTIVES[name] = target
-
-def get_objective(name:str) -> type:
-    "The objective class registered as `name`."
-    if name not in OBJECTIVES: raise NtpRlError(f"unknown objective {name!r}; use one of: {', '.join(OBJECTIVES)}")
-    target = OBJECTIVES[name]
-    if isinstance(target, str):
-        mod, cls = target.split(":")
-        try: target = getattr(importlib.import_module(mod), cls)
-        except (ImportError, AttributeError): raise NtpRlError(f"objective {name!r} ({OBJECTIVES[name]}) is not available in this version of ntp_rl") from None
-    return target
+__all__ = ['SCHEDULES', 'PRECISIONS', 'RESUME_FREE', 'CKPT', 'TrainConfig', 'config_to_dict', 'parse_overrides',
+           'load_train_config', 'TrainModule', 'BatchStream', 'checkpoints', 'latest_checkpoint', 'checkpoint_state',
+           'Trainer', 'train', 'read_metrics', 'CurriculumConfig', 'run_curriculum', 'load_curriculum']
 
 # %% ../nbs/07_trainer.ipynb #a9a3b1b2
 SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine")
@@ -123,9 +55,16 @@ class TrainConfig:
     lora_alpha: int = 16
     lora_targets: str = "q_proj k_proj v_proj o_proj" # module names LoRA adapts (space-separated)
     def __post_init__(self):
-        if isinstance(self.model, dict): self.model = ModelConfig(**self.model)
-        if isinstance(self.data, dict): self.data = DataConfig(**self.data)
+        check_fields(self)
+        for name, cls in (("model", ModelConfig), ("data", DataConfig)):
+            v = getattr(self, name)
+            if isinstance(v, dict): setattr(self, name, cls(**v))
+            check(isinstance(getattr(self, name), cls), f"TrainConfig.{name}={v!r}; give a mapping of {cls.__name__} fields, "
+                  f"e.g. {name}: {{{dataclasses.fields(cls)[0].name}: ...}}")
         self.adam_betas = tuple(self.adam_betas)
+        check(len(self.adam_betas) == 2 and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
+                                                for b in self.adam_betas),
+              f"adam_betas={self.adam_betas!r}; give two numbers in [0, 1), e.g. [0.9, 0.999]")
         check(self.objective in OBJECTIVES, f"objective={self.objective!r}; use one of: {', '.join(OBJECTIVES)}")
         check(self.max_steps >= 1, f"max_steps={self.max_steps}; train for at least 1 step")
         check(self.lr > 0 and self.objective_lr >= 0, f"lr={self.lr}, objective_lr={self.objective_lr}; use a positive lr and objective_lr >= 0 (0 = lr)")
@@ -135,9 +74,14 @@ class TrainConfig:
         check(self.mixed_precision in PRECISIONS, f"mixed_precision={self.mixed_precision!r}; use one of: {', '.join(PRECISIONS)}")
         check(self.save_every >= 1 and self.keep_last >= 1, "save_every and keep_last must be at least 1")
         check(self.log_every >= 1 and self.eval_every >= 0, "log_every must be >= 1 and eval_every >= 0")
+        check(self.eval_windows >= 1, f"eval_windows={self.eval_windows}; evaluate on at least 1 window")
+        check(self.weight_decay >= 0 and self.max_grad_norm >= 0, f"weight_decay={self.weight_decay}, max_grad_norm="
+              f"{self.max_grad_norm}; use values >= 0 (max_grad_norm 0 = no clipping)")
         check(self.lora_r >= 0, f"lora_r={self.lora_r}; use 0 (off) or a positive rank")
         if self.resume not in ("", "latest"):
             check(Path(self.resume).is_dir(), f"resume={self.resume!r} does not exist; give a checkpoint folder, 'latest', or '' for a fresh run")
+            check((Path(self.resume)/"trainer_state.json").is_file(), f"resume={self.resume!r} is not a checkpoint folder (it "
+                  "holds no trainer_state.json); give a checkpoint-N folder, 'latest', or '' for a fresh run")
         if self.init_from:
             check(Path(self.init_from).is_dir(), f"init_from={self.init_from!r} does not exist; give a checkpoint folder of an earlier run")
         self.objective_config()  # validates objective_args
@@ -149,20 +93,28 @@ class TrainConfig:
         check(not bad, f"objective_args {sorted(bad)} are not fields of {cls.__name__}; valid: {', '.join(sorted(names)) or '(none)'}")
         return cls(**self.objective_args)
 
+# fields a resumed run may change: where and how long it runs, how often it saves, logs and evaluates, and on which device.
+# Everything else is part of the run (the optimiser, the schedule, the data order come back from the checkpoint).
+RESUME_FREE = ("out_dir", "resume", "max_steps", "save_every", "keep_last", "log_every", "eval_every", "eval_windows", "model.device")
+
 # %% ../nbs/07_trainer.ipynb #3453bc0e
 def config_to_dict(cfg) -> dict:
     "A config dataclass as plain YAML-friendly data."
     d = asdict(cfg)
     return json.loads(json.dumps(d))  # tuples → lists
 
+def _flat(d:dict, prefix:str="") -> dict:
+    "A nested config dict as dotted keys: {'data': {'window': 64}} -> {'data.window': 64}."
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v: out.update(_flat(v, f"{prefix}{k}."))
+        else: out[f"{prefix}{k}"] = v
+    return out
+
 def _parse_value(v:str):
-    "A command-line value as YAML reads it, except YAML 1.1's yes/no/on/off stay strings and 3e-4 becomes a float."
+    "A command-line value as `read_yaml` reads numbers (3e-4 is a float), except YAML 1.1's yes/no/on/off stay strings."
     if v.lower() in ("yes", "no", "on", "off", "y", "n"): return v
-    x = yaml.safe_load(v)
-    if isinstance(x, str):
-        try: return float(x)
-        except ValueError: pass
-    return x
+    return yaml_value(v, f"the value {v!r}")
 
 def _deep_merge(a:dict, b:dict) -> dict:
     "`b` merged into a copy of `a`, recursing into nested dicts."
@@ -188,10 +140,9 @@ def load_train_config(path:str|Path|None=None, # a YAML file (or None for the de
     "A `TrainConfig` from YAML plus overrides; a key that is not a field is refused with the valid names."
     d = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file(): raise NtpRlError(f"no such config file: {p}")
-        d = yaml.safe_load(p.read_text()) or {}
+        d = read_yaml(path, "give a YAML file of TrainConfig fields")
         d = d.get("train", d)  # a run file may hold the config under `train:`
+        check(isinstance(d, dict), f"{path}: `train:` must hold a mapping of TrainConfig fields")
     d = _deep_merge(d, overrides if isinstance(overrides, dict) else parse_overrides(overrides or []))
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     bad = set(d) - names
@@ -201,7 +152,7 @@ def load_train_config(path:str|Path|None=None, # a YAML file (or None for the de
             sb = set(d[sub]) - {f.name for f in dataclasses.fields(cls)}
             if sb: raise NtpRlError(f"unknown {sub} fields {sorted(sb)}; valid: {', '.join(f.name for f in dataclasses.fields(cls))}")
     try: return TrainConfig(**d)
-    except TypeError as e: raise NtpRlError(f"bad config: {e}") from None
+    except TypeError as e: raise NtpRlError(f"bad config{f' {path}' if path else ''}: {e}") from None
 
 # %% ../nbs/07_trainer.ipynb #f54046ab
 class TrainModule(nn.Module):
@@ -243,24 +194,45 @@ def latest_checkpoint(out_dir:str|Path) -> Path|None:
     c = checkpoints(out_dir)
     return c[-1] if c else None
 
+def checkpoint_state(ckpt:str|Path) -> dict:
+    "A checkpoint's `trainer_state.json` (step, data position, inputs, history); a missing or corrupt one is one line."
+    fix = "resume from another checkpoint (or move this one away)"
+    st = read_json(Path(ckpt)/"trainer_state.json", fix)
+    check(isinstance(st.get("step"), int) and isinstance(st.get("data"), dict), f"{Path(ckpt)/'trainer_state.json'} lacks "
+          f"step or data; {fix}")
+    return st
+
+
 # %% ../nbs/07_trainer.ipynb #0f934563
 def _peak_memory_mb(device:torch.device) -> float:
     if device.type == "cuda": return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
+def _metric_lines(path:Path) -> list[tuple[str, dict]]:
+    "The (line, row) pairs of a metrics.jsonl; a corrupt line is one error naming it."
+    out = []
+    for i, l in enumerate(read_text(path).splitlines(), 1):
+        if not l.strip(): continue
+        try: row = json.loads(l)
+        except json.JSONDecodeError: row = None
+        check(isinstance(row, dict), f"{path} line {i} is not a JSON object; delete that line (or the file) and rerun")
+        out.append((l, row))
+    return out
+
 class _Logs:
     "metrics.jsonl (truncated to the resumed step, so a log never holds two versions of a step) + tensorboard."
     def __init__(self, out:Path, start_step:int, enabled:bool):
-        self.enabled, self.path, self.tb = enabled, out/"metrics.jsonl", None
-        if not enabled: return
-        if self.path.exists():
-            keep = [l for l in self.path.read_text().splitlines() if l.strip() and json.loads(l).get("step", 0) <= start_step]
-            self.path.write_text("".join(l + "\n" for l in keep))
-        from torch.utils.tensorboard import SummaryWriter
-        self.tb = SummaryWriter(str(out/"tb"))
+        self.enabled, self.out, self.path, self.tb, self.dropped = enabled, out, out/"metrics.jsonl", None, []
+        if not enabled or not self.path.exists(): return
+        lines = _metric_lines(self.path)
+        self.dropped = [l for l, r in lines if r.get("step", 0) > start_step]  # an abandoned branch, or steps to be redone
+        if self.dropped: atomic_write(self.path, "".join(l + "\n" for l, r in lines if r.get("step", 0) <= start_step))
     def write(self, step:int, m:dict):
         if not self.enabled: return
         with open(self.path, "a") as f: f.write(json.dumps(dict(step=step, **m)) + "\n")
+        if self.tb is None:  # created on the first write: a run that fails before its first step leaves no tb/
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb = SummaryWriter(str(self.out/"tb"))
         for k, v in m.items():
             if isinstance(v, (int, float)) and math.isfinite(v): self.tb.add_scalar(k, v, step)
     def close(self):
@@ -277,8 +249,12 @@ class Trainer:
         # (accelerate's default advances the schedule num_processes times per step)
         self.acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cpu, step_scheduler_with_optimizer=False,
                                kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-        self.out = Path(cfg.out_dir)
+        self.out = check_writable(cfg.out_dir)
         self.resume_from = self._resume_path()
+        self.inputs = input_hashes(cfg.data.corpus)  # what this run reads, recorded in every checkpoint
+        self.history, self.resume_changes = [], {}
+        if self.resume_from: self._check_resume(self.resume_from)  # before any work: a refused resume costs nothing
+        docs = load_corpus(cfg.data.corpus, cfg.data.n_docs, cfg.data.seed, cfg.data.text_field)  # a bad file fails before the model loads
         seed_everything(cfg.seed)
         lm, self.tok = load_model(cfg.model.name_or_path, dtype=cfg.model.dtype, device="cpu",
                                   attn_implementation=cfg.model.attn_implementation)
@@ -300,7 +276,7 @@ class Trainer:
         from transformers import get_scheduler
         sched = get_scheduler(cfg.schedule, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.max_steps)
         self.module, self.opt, self.sched = self.acc.prepare(module, opt, sched)
-        splits = load_windows(cfg.data, self.tok, max_context=model_context(lm))
+        splits = load_windows(cfg.data, self.tok, max_context=model_context(lm), docs=docs)
         self.val = splits.get("val")
         self.stream = BatchStream(splits["train"], cfg.data.batch_size, cfg.seed, self.acc.process_index, self.acc.num_processes)
         self.step = 0
@@ -308,8 +284,10 @@ class Trainer:
 
     def _resume_path(self) -> Path|None:
         c = self.cfg
-        if c.resume == "latest": return latest_checkpoint(self.out)
-        if c.resume: return Path(c.resume)
+        if c.resume == "latest":
+            last = latest_checkpoint(self.out)
+            return last.resolve() if last else None
+        if c.resume: return Path(c.resume).resolve()
         if checkpoints(self.out): raise NtpRlError(f"{self.out} already holds checkpoints; pass resume='latest' to continue "
                                                    f"that run, or choose another out_dir")
         return None
@@ -328,13 +306,59 @@ class Trainer:
         bad = [k for k in list(missing) + list(unexpected) if k.startswith("lm.")]
         if bad: raise NtpRlError(f"{ckpt} does not fit this model: {bad[:3]}; start from a checkpoint of the same model")
 
+    def _check_resume(self, ckpt:Path):
+        "Refuse a resume whose config or inputs differ from the checkpoint's in anything but `RESUME_FREE`, naming them."
+        st = checkpoint_state(ckpt)
+        self.history = list(st.get("history", []))
+        if (ckpt/"config.yaml").exists():
+            old = _flat(read_yaml(ckpt/"config.yaml", "resume from another checkpoint"))
+            new = _flat(config_to_dict(self.cfg))
+            diff = {k: (old[k], new[k]) for k in sorted(set(old) & set(new)) if old[k] != new[k]}  # fields both versions know
+            bad = {k: v for k, v in diff.items() if k not in RESUME_FREE}
+            if bad:
+                raise NtpRlError(f"resume: {ckpt.name} was trained with " + ", ".join(f"{k}={a!r} (requested {b!r})" for k, (a, b) in bad.items())
+                                 + "; a resumed run keeps its settings (the optimiser and schedule come from the checkpoint): drop "
+                                 f"these overrides to continue it, or start a new run from its weights with init_from={ckpt} "
+                                 "and another out_dir")
+            self.resume_changes = {k: v for k, v in diff.items() if k != "resume"}
+        old_in = st.get("inputs")
+        if old_in is not None and sorted(old_in.values()) != sorted(self.inputs.values()):
+            changed = sorted(k for k in set(old_in) | set(self.inputs) if old_in.get(k) != self.inputs.get(k))
+            raise NtpRlError(f"resume: the training data changed since {ckpt.name} ({', '.join(changed)}); a resumed run must read "
+                             "the same data: restore it, or start a new run (init_from=<checkpoint> to keep the weights)")
+        if st["step"] > self.cfg.max_steps:
+            raise NtpRlError(f"resume: {ckpt.name} is at step {st['step']}, past max_steps={self.cfg.max_steps}; give max_steps "
+                             f">= {st['step']} (or resume from an earlier checkpoint)")
+
     def _load(self, ckpt:Path):
         self.acc.load_state(str(ckpt))
-        st = json.loads((ckpt/"trainer_state.json").read_text())
+        st = checkpoint_state(ckpt)
         self.step = st["step"]; self.stream.load(st["data"])
 
+    def _set_aside_later(self) -> list[str]:
+        "Move checkpoints newer than the one resumed from into `set_aside/`, so `latest` is always this run's (main process)."
+        src, step = self.resume_from, self.step
+        later = [p for p in checkpoints(self.out) if p.resolve() != src and
+                 (int(CKPT.match(p.name)[1]) > step or (int(CKPT.match(p.name)[1]) == step and src.parent != self.out.resolve()))]
+        if not later: return []
+        dest = self.out/"set_aside"/f"{time.strftime('%Y%m%d-%H%M%S')}_resumed-from-{src.name}"
+        dest.mkdir(parents=True, exist_ok=True)
+        for p in later: os.rename(p, dest/p.name)
+        print(f"note: resuming from {src.name}; moved the later {', '.join(p.name for p in later)} of an earlier run to {dest}, "
+              "so that 'latest' is this run's", file=sys.stderr)
+        return [str(dest/p.name) for p in later]
+
+    def _check_finite(self):
+        "Refuse to save weights that are not finite (an infinite lr, an overflow): the last checkpoint stays the last good one."
+        params = [p for p in self.acc.unwrap_model(self.module).parameters()]
+        n_bad = sum(int(not torch.isfinite(p).all()) for p in params)
+        if self.acc.reduce(torch.tensor(float(n_bad), device=self.acc.device), "sum").item() > 0:
+            raise NtpRlError(f"{n_bad} weight tensor(s) are not finite after step {self.step}; stopped without saving. Last good "
+                             f"checkpoint: {latest_checkpoint(self.out) or 'none'}. Lower lr or max_grad_norm, or check the data")
+
     def save(self):
-        "Write `checkpoint-<step>` atomically and keep the last `keep_last`."
+        "Write `checkpoint-<step>` atomically and keep the last `keep_last`; weights that are not finite are never written."
+        self._check_finite()
         final = self.out/f"checkpoint-{self.step:06d}"
         tmp = self.out/f".tmp-checkpoint-{self.step:06d}"
         if self.acc.is_main_process:
@@ -344,7 +368,8 @@ class Trainer:
         self.acc.save_state(str(tmp))
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
-            (tmp/"trainer_state.json").write_text(json.dumps(dict(step=self.step, data=self.stream.state())))
+            (tmp/"trainer_state.json").write_text(json.dumps(dict(step=self.step, data=self.stream.state(), inputs=self.inputs,
+                                                                  history=self.history)))
             (tmp/"config.yaml").write_text(yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False))
             m = self.acc.unwrap_model(self.module)
             m.objective.save_extras(m.lm, tmp/"model")
@@ -396,21 +421,45 @@ class Trainer:
         "Train to `max_steps` (from the resumed step), checkpointing and logging; returns a summary."
         from tqdm.auto import tqdm
         c = self.cfg
-        if self.acc.is_main_process: self.out.mkdir(parents=True, exist_ok=True)
-        logs = _Logs(self.out, self.step, self.acc.is_main_process)
-        bar = tqdm(total=c.max_steps, initial=self.step, desc=f"train {c.objective}", disable=not self.acc.is_main_process)
+        if self.step >= c.max_steps and self.resume_from:  # a finished run asked again: nothing to do, nothing appended
+            return dict(steps=self.step, checkpoint=str(self.resume_from), finished_earlier=True)
+        main, fresh_dir = self.acc.is_main_process, not self.out.exists()
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            if self.resume_from:
+                entry = dict(step=self.step, resumed_from=str(self.resume_from), at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+                if self.resume_changes: entry["changed"] = {k: list(v) for k, v in self.resume_changes.items()}
+                if aside := self._set_aside_later(): entry["set_aside"] = aside
+                self.history.append(entry)
+        self.acc.wait_for_everyone()
+        logs = _Logs(self.out, self.step, main)
+        if main and logs.dropped and self.history and "set_aside" in self.history[-1]:  # keep the abandoned branch's metrics with it
+            atomic_write(Path(self.history[-1]["set_aside"][0]).parent/"metrics.jsonl", "".join(l + "\n" for l in logs.dropped))
+        bar = tqdm(total=c.max_steps, initial=self.step, desc=f"train {c.objective}", disable=not main)
+        saved = False
         try:
             while self.step < c.max_steps:
                 m = self.train_step()
                 if c.eval_every and self.step % c.eval_every == 0: m.update(self.evaluate())
                 if self.step % c.log_every == 0 or self.step == c.max_steps: logs.write(self.step, m)
                 bar.update(1); bar.set_postfix({k: f"{m[k]:.3g}" for k in ("loss", "reward_mean", "mix_weight") if k in m})
-                if self.step % c.save_every == 0 or self.step == c.max_steps: self.save()
-            final = self.evaluate() if self.acc.is_main_process else {}
+                if self.step % c.save_every == 0 or self.step == c.max_steps: self.save(); saved = True
+            final = self.evaluate() if main else {}
             if final: logs.write(self.step, final)
+        except BaseException:
+            bar.leave = False  # the error line is all that stays on the terminal
+            if main and not saved and not self.resume_from: self._remove_traces(fresh_dir)
+            raise
         finally:
             bar.close(); logs.close()
         return dict(steps=self.step, checkpoint=str(latest_checkpoint(self.out)), **final)
+
+    def _remove_traces(self, fresh_dir:bool):
+        "A fresh run that failed before its first checkpoint leaves its out_dir as it found it (absent if it created it)."
+        for p in [self.out/"metrics.jsonl", self.out/"tb", *self.out.glob(".tmp-checkpoint-*")]:
+            if p.is_dir(): shutil.rmtree(p, ignore_errors=True)
+            else: p.unlink(missing_ok=True)
+        if fresh_dir and self.out.is_dir() and not any(self.out.iterdir()): self.out.rmdir()
 
 # %% ../nbs/07_trainer.ipynb #1b2e6ea2
 def train(cfg:TrainConfig) -> dict:
@@ -420,20 +469,7 @@ def train(cfg:TrainConfig) -> dict:
 def read_metrics(out_dir:str|Path) -> list[dict]:
     "The rows of a run's metrics.jsonl."
     p = Path(out_dir)/"metrics.jsonl"
-    return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
-
-# %% ../nbs/07_trainer.ipynb #0bc2957d
-def train_cli():
-    "Console script `ntp_rl_train --config run.yaml [key=value ...]` (works under `accelerate launch` and `torchrun`)."
-    import argparse
-    ap = argparse.ArgumentParser(description="Train with ntp_rl (one objective, resumable, distributed via accelerate).")
-    ap.add_argument("--config", help="YAML file with TrainConfig fields (or under a `train:` key)")
-    ap.add_argument("overrides", nargs="*", help="key=value overrides, dotted for nested fields: data.window=64 resume=latest")
-    a = ap.parse_args()
-    def _main():
-        res = train(load_train_config(a.config, a.overrides))
-        print(json.dumps(res))
-    run_cli(_main)
+    return [r for _, r in _metric_lines(p)] if p.exists() else []
 
 # %% ../nbs/07_trainer.ipynb #59c2e1b2
 @dataclass
@@ -443,7 +479,9 @@ class CurriculumConfig:
     stages: list = field(default_factory=list) # one dict per stage: `name` plus TrainConfig overrides
     out_dir: str = "runs/curriculum" # one folder per stage: <out_dir>/<i>_<name>
     def __post_init__(self):
+        check_fields(self)
         check(len(self.stages) >= 1, "a curriculum needs at least one stage under `stages:`")
+        check(all(isinstance(s, dict) for s in self.stages), "each entry of `stages:` is a mapping: name plus TrainConfig overrides")
         names = [s.get("name") for s in self.stages]
         check(all(names) and len(set(names)) == len(names), f"every stage needs a unique `name`; got {names}")
         for i, _ in enumerate(self.stages): self.stage_config(i, init_from="")  # validate all stages up front
@@ -461,25 +499,18 @@ def run_curriculum(cfg:CurriculumConfig) -> list[dict]:
     for i, s in enumerate(cfg.stages):
         tc = cfg.stage_config(i, init_from=prev)
         last = latest_checkpoint(tc.out_dir)
-        if last and json.loads((last/"trainer_state.json").read_text())["step"] >= tc.max_steps:
+        if last and checkpoint_state(last)["step"] >= tc.max_steps:
             res = dict(steps=tc.max_steps, checkpoint=str(last), skipped=True)  # finished earlier
         else: res = train(tc)
         results.append(dict(stage=s["name"], **res)); prev = res["checkpoint"]
     return results
 
 def load_curriculum(path:str|Path) -> CurriculumConfig:
-    p = Path(path)
-    if not p.is_file(): raise NtpRlError(f"no such curriculum file: {p}")
-    d = yaml.safe_load(p.read_text()) or {}
+    d = read_yaml(path, "give a YAML file with base:, stages: and out_dir:")
     d = d.get("curriculum", d)
+    check(isinstance(d, dict), f"{path}: `curriculum:` must hold a mapping (base, stages, out_dir)")
     bad = set(d) - {"base", "stages", "out_dir"}
-    if bad: raise NtpRlError(f"unknown curriculum keys {sorted(bad)}; use base, stages, out_dir")
-    return CurriculumConfig(**d)
+    if bad: raise NtpRlError(f"{path}: unknown curriculum keys {sorted(bad)}; use base, stages, out_dir")
+    try: return CurriculumConfig(**d)
+    except NtpRlError as e: raise NtpRlError(f"{path}: {e}") from None
 
-def curriculum_cli():
-    "Console script `ntp_rl_curriculum --config curriculum.yaml`: every stage in order, one folder per stage."
-    import argparse
-    ap = argparse.ArgumentParser(description="Run a multi-stage training curriculum (e.g. Fast Quiet-STaR).")
-    ap.add_argument("--config", required=True)
-    a = ap.parse_args()
-    run_cli(lambda: [print(json.dumps(r)) for r in run_curriculum(load_curriculum(a.config))])

@@ -18,8 +18,8 @@ from .trainer import TrainConfig, train, read_metrics
 
 # %% auto #0
 __all__ = ['TWOHOP_MODEL', 'ANCHOR_TYPES', 'THOUGHT_KINDS', 'TwohopModelConfig', 'init_twohop_model', 'twohop_train_config',
-           'build_twohop_model', 'prepare_twohop_model', 'prepare_twohop_cli', 'twohop_eval_windows', 'position_nll',
-           'type_summary', 'twohop_anchors', 'oracle_thoughts', 'thought_nll']
+           'build_twohop_model', 'prepare_twohop_model', 'twohop_eval_windows', 'position_nll', 'type_summary',
+           'twohop_anchors', 'oracle_thoughts', 'thought_nll']
 
 # %% ../nbs/07a_twohop.ipynb #1bf4bb4d
 TWOHOP_MODEL = "twohop-llama" # the built-in name (core's BUILT_MODELS maps it to its prepare command)
@@ -81,12 +81,6 @@ def prepare_twohop_model(cfg:TwohopModelConfig|None=None) -> Path:
     if not dest.exists(): print(f"ntp_rl: training {TWOHOP_MODEL} from scratch into {dest} (once)", file=sys.stderr)
     return build_atomically(dest, lambda tmp: build_twohop_model(tmp, cfg or TwohopModelConfig()))
 
-def prepare_twohop_cli():
-    "Console script `ntp_rl_prepare_twohop`: train the two-hop task's model once, so every command can load `twohop-llama`."
-    import argparse
-    ap = argparse.ArgumentParser(description=f"Pretrain {TWOHOP_MODEL} (2-layer Llama, two-hop task) into the ntp_rl cache.")
-    ap.parse_args()
-    print(run_cli(prepare_twohop_model))
 
 # %% ../nbs/07a_twohop.ipynb #36d5bbb0
 def twohop_eval_windows(tok, n_docs:int=256, # held-out sequences: full tables, no thoughts

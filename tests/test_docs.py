@@ -219,6 +219,23 @@ def test_library_page_shows_signature_and_docstring(site, browser):
     assert "seed:int=0" in text.replace(" ", "")
 
 @needs_browser
+def test_formulas_render_offline(site, browser):
+    "KaTeX (from the npm registry at build time, served from _docs/katex/) typesets the entropy lesson's formulas."
+    assert (site/"katex"/"katex.min.js").exists() and list((site/"katex"/"fonts").glob("*.woff2"))
+    url = (site/"entropy.html").as_uri()
+    browser.goto(url)
+    browser.eval("document.fonts.ready.then(() => true)")
+    _clean(browser, url)  # no console errors, nothing fetched from the network
+    assert browser.eval("document.querySelectorAll('.katex-error').length") == 0
+    assert browser.eval("document.querySelectorAll('.jp-RenderedMarkdown .katex-display').length") >= 1
+    assert browser.eval("document.querySelectorAll('.jp-RenderedMarkdown .katex').length") >= 5
+    text = browser.eval("document.querySelector('main').innerText")
+    assert "$$" not in text and "\\frac" not in text and "\\sum" not in text, "raw TeX on the page"
+    assert browser.eval("document.fonts.check('16px KaTeX_Main')"), "KaTeX's fonts did not load"
+    browser.eval("document.querySelector('.katex-display').scrollIntoView()")
+    browser.screenshot(ARTIFACTS/"docs_formula.png")
+
+@needs_browser
 def test_experiment_page_shows_its_plot(site, browser):
     url = (site/"experiments"/"quickstart.html").as_uri()
     browser.goto(url)

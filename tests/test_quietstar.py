@@ -41,7 +41,7 @@ curriculum:
     - {{name: think, objective: quietstar, objective_args: {{thought_len: 3, n_ahead: 2, n_thoughts: 2, n_positions: 4}}}}
     - {{name: ntp, objective: distill}}
 """)
-    r = run([sys.executable, "-c", "from ntp_rl.trainer import curriculum_cli; curriculum_cli()", "--config", str(cfg)])
+    r = run([sys.executable, "-c", "from ntp_rl.cli import ntp_rl_curriculum; ntp_rl_curriculum()", "--config", str(cfg)])
     stages = [json.loads(l)["stage"] for l in r.stdout.strip().splitlines()]
     assert stages == ["think", "ntp"]
     assert sorted(p.name for p in (tmp_path/"cur").iterdir()) == ["0_think", "1_ntp"]
@@ -133,7 +133,7 @@ def test_one_thought_per_position_uses_a_running_baseline():
     model = obj.prepare_model(model.train())
     enc = tok(["The year 2889 was a year of wonders.", "Two plus two is four, said the machine."], return_tensors="pt", padding=True)
     batch = dict(input_ids=enc.input_ids, attention_mask=enc.attention_mask)
-    parts = [obj.loss(model, batch, obj.rollout(model, batch), {})[1] for _ in range(2)]
+    parts = [obj.loss(model, batch, obj.rollout(model, batch))[1] for _ in range(2)]
     assert all(float(p["advantage"]) > 0 for p in parts) and parts[1]["policy"].item() != 0
     assert float(obj.reward_ema[1]) > 1  # two updates of the decayed count
     with pytest.raises(Exception, match="n_thoughts >= 2"):

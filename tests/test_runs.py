@@ -154,7 +154,8 @@ def test_main_job_quickstart(tmp_path):
     write(tmp_path/"qs.yaml", "notebook: nbs/experiments/quickstart.ipynb\ntag: ci\n"
                               "parameters: {window: 64, n_windows: 2, batch_size: 2}\n")
     write(tmp_path/"tiny.yaml", f"notebook: {TINY}\ntag: after\n")
-    steps = write(tmp_path/"main.yaml", "budget_seconds: 600\nsteps:\n  - qs.yaml\n  - tiny.yaml\n")
+    steps = write(tmp_path/"main.yaml", "budget_seconds: 600\nsteps:\n  - qs.yaml\n  - tiny.yaml\n"
+                                        "open_first:\n  - {step: qs.yaml, file: perplexity.png, what: the plot}\n")
     r = cli("ntp_rl_main", steps, "--out-root", tmp_path/"runs")
     assert r.returncode == 0, r.stderr[-3000:]
     qs = next((tmp_path/"runs").glob("*_quickstart_ci"))
@@ -163,6 +164,10 @@ def test_main_job_quickstart(tmp_path):
     for f in ["quickstart.ipynb", "params.yaml", "run.yaml", "run.log", "metrics.json", "perplexity.png"]:
         assert str(qs/f) in r.stdout, (f, r.stdout)
     assert "main job summary" in r.stdout and "budget 600 s" in r.stdout and "tiny_run_after" in r.stdout
+    # it ends with the files to open first, and its log is quiet: step lines and progress bars, no kernel warnings
+    assert r.stdout.rstrip().endswith(f"{qs/'perplexity.png'}  (the plot)"), r.stdout[-500:]
+    assert "[1/2] qs.yaml" in r.stderr and "[2/2] tiny.yaml" in r.stderr and "1/1" in r.stderr
+    assert "WARNING" not in r.stderr.upper() and "without encryption" not in r.stderr, r.stderr[-2000:]
     # a failing step stops the job and names what did not run
     write(tmp_path/"bad.yaml", f"notebook: {TINY}\ntag: bad\nparameters: {{fail: true}}\n")
     steps = write(tmp_path/"main2.yaml", "steps: [bad.yaml, tiny.yaml]\n")

@@ -1,7 +1,8 @@
 """Correctness of ntp_rl.thoughts: parallel thoughts equal a per-position reference (tiny Llama and GPT-2, B > 1 with
 padding, K > 1), positions are isolated, the replay equals the sampler, save/load is bit-exact, an untrained mixing
 head returns the base predictions exactly, bad configs fail clearly, inference with thoughts matches the training
-semantics, and the `ntp_rl_think` command runs."""
+semantics (one generation loop: no thoughts, fixed thoughts, decided thoughts with a horizon), and the `ntp_rl_think`
+command runs."""
 import copy, subprocess, sys
 from pathlib import Path
 import pytest
@@ -215,7 +216,7 @@ def test_inference_matches_training_semantics(arch):
     with torch.no_grad(): th.head.mlp[2].bias.add_(4.0 + 1.0); th.head.mlp[2].weight.mul_(2.0)
     prompt = "Once upon a time"
     gen = generate_with_thoughts(model, tok, prompt, cfg, max_new_tokens=5, head=th.head)
-    plain = generate_plain(model, tok, prompt, max_new_tokens=5, marks=th.marks)
+    plain = generate_plain(model, tok, prompt, max_new_tokens=5)
     assert len(gen.token_ids) == 5 and len(gen.thought_ids) == 5 and gen.ttft_s > 0 and gen.tokens_per_s > 0
     ids = torch.tensor([tok(prompt, add_special_tokens=False).input_ids + gen.token_ids])
     n0 = ids.shape[1] - len(gen.token_ids)
@@ -236,6 +237,134 @@ def test_inference_matches_training_semantics(arch):
     assert gen0.token_ids == plain.token_ids
 
 
+class TokenCounter:
+    "Counts the tokens fed through a model's base forward (a forward pre-hook; nothing in the model changes)."
+    def __init__(self, model):
+        self.n = 0
+        self.h = model.base_model.register_forward_pre_hook(self.hook, with_kwargs=True)
+    def hook(self, mod, args, kwargs):
+        x = kwargs.get("input_ids", args[0] if args else None)
+        self.n += int(x.numel())
+    def close(self): self.h.remove()
+
+
+def _mixing(model, seed=0):
+    "A mixing head that mixes (w != 0, varying by position): every parameter moved away from its initialisation."
+    head = new_mixing_head(model)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in head.parameters(): p.add_(torch.randn(p.shape, generator=g) * 0.3)
+        head.mlp[2].bias.add_(4.0)  # w ≈ 0.5 rather than near the offset's 0
+    return head
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+@pytest.mark.parametrize("T,a", [(4, 3), (2, 2), (5, 1)])
+def test_horizon_serves_exactly_a_tokens(arch, T, a):
+    """A thought with horizon a stays in the cache for exactly the a tokens after it: each of them is the mixed choice the
+    parallel sampler's look-ahead (n_ahead = a, teacher-forced on the generated text) gives there, with the same weight,
+    and the next thought (written after a tokens) sees no trace of it. The forwards cost text + b + (a - 1) per thought."""
+    model, tok = tiny_model(arch)
+    cfg = ThoughtConfig(thought_len=T, n_ahead=a, temperature=0.0)
+    th = make_thinker(model, tok, cfg)
+    head = _mixing(model)
+    prompt, n = "Once upon a time", 2 * a + 1
+    c = TokenCounter(model)
+    try: gen = generate_with_thoughts(model, tok, prompt, cfg, max_new_tokens=n, head=head, decide=(T, a))
+    finally: c.close()
+    assert len(gen.token_ids) == n
+    decisions = list(range(0, n, a))
+    assert gen.budgets == [T if j in decisions else 0 for j in range(n)]
+    assert gen.horizons == [a if j in decisions else 0 for j in range(n)]
+    assert gen.served_by == [j - j % a for j in range(n)]
+    n0 = len(tok(prompt, add_special_tokens=False).input_ids)
+    assert c.n == n0 + (n - 1) + T * len(decisions) + sum(min(a, n - d) - 1 for d in decisions)
+    ids = torch.tensor([tok(prompt, add_special_tokens=False).input_ids + gen.token_ids])
+    pos = torch.tensor([[n0 - 1 + d for d in decisions]])  # the position before each decision's first token
+    par = sample_thoughts(model, ids, None, cfg, th.marks, head, positions=pos)
+    lm_head = model.get_output_embeddings()
+    for p, d in enumerate(decisions):
+        assert par.tokens[0, 0, p].tolist() == gen.thought_ids[d]
+        for t in range(min(a, n - d)):  # the t-th token the thought serves
+            j = d + t
+            w = par.mix_weights[0, 0, p, t]
+            assert abs(float(w) - gen.weights[j]) < 1e-5 and gen.weights[j] != 0
+            with torch.no_grad():
+                mixed = mix_logits(lm_head(par.base_hidden[0, n0 - 1 + j]).float(), lm_head(par.post_hidden[0, 0, p, t]).float(), w)
+            mixed[th.marks.ids] = float("-inf")
+            assert int(mixed.argmax()) == gen.token_ids[j], (p, t)
+
+
+def test_thought_is_gone_after_its_horizon():
+    "Think once with horizon a, then never: every token after the horizon is plain greedy generation from the text so far."
+    model, tok = tiny_model("llama")
+    th = make_thinker(model, tok, ThoughtConfig(thought_len=5))
+    head = _mixing(model, seed=1)
+    a, prompt = 3, "In the year 2889 the"
+    once = lambda pt: (5, a) if pt.step == 0 else NO_THOUGHTS
+    gen = generate_with_thoughts(model, tok, prompt, ThoughtConfig(thought_len=5, n_ahead=a), 8, head=head, decide=once)
+    assert gen.budgets == [5] + [0] * 7 and gen.horizons == [a] + [0] * 7 and gen.served_by == [0] * a + [-1] * (8 - a)
+    assert all(w != 0 for w in gen.weights[:a]) and gen.weights[a:] == [0.0] * (8 - a)
+    rest = generate_plain(model, tok, prompt + tok.decode(gen.token_ids[:a]), 8 - a)
+    assert tok.decode(gen.token_ids[a:]) == rest.text
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_decide_zero_everywhere_is_plain_generation(arch):
+    """A decide function that always says 0 gives plain generation token for token (checked against an independent
+    full forward per step, markers excluded), and the entropy it sees is the base entropy of the text so far."""
+    model, tok = tiny_model(arch)
+    th = make_thinker(model, tok, ThoughtConfig())
+    seen = []
+    def zero(pt):
+        seen.append(float(pt.entropy)); return NO_THOUGHTS
+    prompt = "The capital of France is"
+    gen = generate_with_thoughts(model, tok, prompt, ThoughtConfig(), 6, head=_mixing(model), decide=zero)
+    assert gen.token_ids == generate_plain(model, tok, prompt, 6).token_ids
+    assert gen.budgets == [0] * 6 and gen.served_by == [-1] * 6 and gen.weights == [0.0] * 6 and gen.thought_tokens_per_token == 0
+    ids = torch.tensor([tok(prompt, add_special_tokens=False).input_ids + gen.token_ids])
+    with torch.no_grad():
+        h = transformer_body(model)(input_ids=ids).last_hidden_state[0]
+        logits = model.get_output_embeddings()(h).float()
+    logits[:, th.marks.ids] = float("-inf")
+    n0 = ids.shape[1] - 6
+    assert logits[n0 - 1:-1].argmax(-1).tolist() == gen.token_ids
+    torch.testing.assert_close(torch.tensor(seen), next_token_entropy(model, h[n0 - 1:-1], th.marks), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+@pytest.mark.parametrize("a", [1, 2])
+def test_fixed_thoughts_through_a_decide_function(temperature, a):
+    """A decide function that always returns (T, a) gives what the constant decision (T, a) gives (there START rides in
+    the text token's forward; here it cannot, since the decision needs that forward), thoughts sampled or greedy."""
+    model, tok = tiny_model("llama")
+    cfg = ThoughtConfig(thought_len=4, n_ahead=a, temperature=temperature)
+    make_thinker(model, tok, cfg)
+    head = _mixing(model, seed=2)
+    fixed = generate_with_thoughts(model, tok, "Once upon a time", cfg, 6, head=head, decide=(4, a), seed=3)
+    called = generate_with_thoughts(model, tok, "Once upon a time", cfg, 6, head=head, decide=lambda pt: (4, a), seed=3)
+    assert called.token_ids == fixed.token_ids and called.thought_ids == fixed.thought_ids
+    assert called.budgets == fixed.budgets and called.horizons == fixed.horizons and called.served_by == fixed.served_by
+    torch.testing.assert_close(torch.tensor(called.weights), torch.tensor(fixed.weights), atol=1e-5, rtol=1e-5)
+    if a == 1:  # and the default decision is a thought of cfg.thought_len before every token
+        default = generate_with_thoughts(model, tok, "Once upon a time", cfg, 6, head=head, seed=3)
+        assert default.token_ids == fixed.token_ids and default.thought_ids == fixed.thought_ids
+
+
+def test_bad_decisions_fail_clearly():
+    model, tok = tiny_model("llama")
+    make_thinker(model, tok, ThoughtConfig())
+    for d in [(1, 1), (4, 0), (-2, 1)]:
+        with pytest.raises(NtpRlError, match="budget 0 or >= 2"): generate_with_thoughts(model, tok, "Hi", decide=d, max_new_tokens=2)
+        with pytest.raises(NtpRlError, match="budget 0 or >= 2"):
+            generate_with_thoughts(model, tok, "Hi", decide=lambda pt, d=d: d, max_new_tokens=2)
+    short, tok2 = tiny_model("gpt2", max_positions=16)
+    make_thinker(short, tok2, ThoughtConfig())
+    ok = ThoughtConfig(thought_len=2, n_ahead=1)  # what the loop checks up front; the decisions ask for more
+    with pytest.raises(NtpRlError, match="beyond the model's 16"):
+        generate_with_thoughts(short, tok2, "Hi there", ok, 10, decide=lambda pt: (6, 4))
+
+
 def test_thoughts_html_escapes_everything():
     gen = Generation("a<b", "", [1, 2], ["<x>", "&"], ["\"><img src=x>", ""], [[], []], [0.5, 0.0], 0.1, 1.0)
     out = thoughts_html(gen)
@@ -245,7 +374,7 @@ def test_thoughts_html_escapes_everything():
 
 def _think_cmd():
     exe = Path(sys.executable).with_name("ntp_rl_think")
-    return [str(exe)] if exe.exists() else [sys.executable, "-c", "from ntp_rl.budget import think_cli; think_cli()"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-c", "from ntp_rl.cli import ntp_rl_think; ntp_rl_think()"]
 
 
 def test_cli_runs_on_tiny_llama():
@@ -257,6 +386,10 @@ def test_cli_runs_on_tiny_llama():
     assert lines[0].startswith("The capital of France is") and len(lines) == 5  # text + one line per token
     assert all(" <- " in l for l in lines[1:])
     assert "TTFT" in r.stderr and "plain:" in r.stderr
+    r = subprocess.run(_think_cmd() + ["--model", "tiny-llama", "--thought-len", "4", "--horizon", "2", "--max-new-tokens", "4",
+                                       "--show-thoughts", "--device", "cpu"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert [" <- '" in l for l in r.stdout.splitlines()[1:]] == [True, False, True, False] and "horizon 2" in r.stderr
 
 
 def test_cli_error_is_one_line(tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from ntp_rl.core import NtpRlError
 from ntp_rl.entropy import EntropyConfig, run_entropy, window_table
-from ntp_rl.viewer import EntropyRun, export_page, serve
+from ntp_rl.viewer import SORTS, EntropyRun, export_page, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT/"test_artifacts"
@@ -33,9 +33,11 @@ def _trained_tiny(folder, texts, steps=30):
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    "A small entropy run on a tiny model: hostile paragraphs, ordinary ones, newlines and indentation."
+    """A small entropy run on a tiny model: hostile paragraphs, ordinary ones, newlines and indentation, and stories longer
+    than a window (so the run holds window-tail fragments of a few tokens)."""
     d = tmp_path_factory.mktemp("viewer")
-    paras = EVIL + [f"Paragraph {i}: the cat sat on mat number {i}.\n  indented line {i}" for i in range(12)]
+    paras = EVIL + [f"Paragraph {i}: the cat sat on mat number {i}.\n  indented line {i}" for i in range(12)] + \
+            [f"Story {i}: " + "the cat sat on the mat and looked at the dog. " * (4 + 2 * i) for i in range(4)]
     (d/"corpus.txt").write_text("\n\n".join(paras), encoding="utf-8")
     run_entropy(EntropyConfig(model=_trained_tiny(d/"model", paras), data=str(d/"corpus.txt"), out=str(d/"ent"), window=32, device="cpu",
                               shard_windows=4, n_docs=None), progress=False)
@@ -112,14 +114,16 @@ def server(run_dir):
     srv.shutdown(); srv.server_close()
 
 # ---------------------------------------------------------------- in the browser
+TITLES_JS = "[...document.querySelectorAll('section.example h2')].map(h => h.textContent.split(' · ')[0])"
+SPANS_JS = "[...document.querySelectorAll('section.example')].map(s => s.querySelectorAll('span.tok').length)"
+
 def test_page_shows_n_examples_one_span_per_token(browser, server, run_dir):
     browser.open(server + "/")
     assert browser.js("document.querySelectorAll('section.example').length") == 5
-    wt = window_table(run_dir).sort_values("mean_entropy", ascending=False, kind="stable")
-    shown = browser.js("[...document.querySelectorAll('section.example h2')].map(h => +h.textContent.match(/window (\\d+)/)[1])")
-    assert shown == list(wt.index[:5])
-    spans = browser.js("[...document.querySelectorAll('section.example')].map(s => s.querySelectorAll('span.tok').length)")
-    assert spans == [int(wt.loc[w, "n_tokens"]) for w in shown]
+    run = EntropyRun(run_dir)
+    ids = run.order("order")[:5]
+    assert browser.js(TITLES_JS) == [run.title(i) for i in ids]
+    assert browser.js(SPANS_JS) == [int(run.texts.loc[i, "n_tokens"]) for i in ids]
     # every span is one token and the spans add up to the text, newlines and indentation included
     text = browser.js("document.querySelector('section.example .text').textContent")
     toks = EntropyRun(run_dir).examples(5)[0]["rows"]
@@ -153,14 +157,40 @@ def test_tooltip_content(browser, server, run_dir):
 
 @pytest.mark.parametrize("where", ["served", "exported"])
 def test_hostile_text_shown_not_run(browser, server, run_dir, tmp_path, where):
-    if where == "served": url = server + "/?sort=order&page=0"
-    else: url = export_page(run_dir, tmp_path/"page.html", n=50, sort="order").resolve().as_uri()  # no CSP here: escaping alone
-    browser.open(url)
-    assert browser.js("typeof window.__pwned") == "undefined"
-    assert browser.js("document.querySelectorAll('script, img, iframe, object').length") == 0
-    body = browser.js("document.body.innerText")
+    if where == "served": urls = [server + f"/?sort=order&page={p}" for p in range(EntropyRun(run_dir).n_pages(5))]
+    else: urls = [export_page(run_dir, tmp_path/"page.html", n=50, sort="order").resolve().as_uri()]  # no CSP here: escaping alone
+    body = ""
+    for url in urls:
+        browser.open(url)
+        assert browser.js("typeof window.__pwned") == "undefined"
+        assert browser.js("document.querySelectorAll('script, img, iframe, object').length") == 0
+        body += browser.js("document.body.innerText")
     assert "<script>window.__pwned=1</script>" in body and '"><img src=x onerror="window.__pwned=2">' in body
     if where == "exported": browser.screenshot(ARTIFACTS/"viewer_escaping.png")
+
+def test_first_screen_is_whole_documents_in_every_order(browser, server, run_dir):
+    "The run holds window tails of a few tokens; no order puts one on the first screen, and every text shown is a whole document."
+    wt, run = window_table(run_dir), EntropyRun(run_dir)
+    assert (wt["n_tokens"] < 8).any() and len(wt) > len(run.texts)  # fragments exist, and the texts are fewer than windows
+    whole = {run.title(i): int(n) for i, n in run.texts["n_tokens"].items()}
+    n_long = int((run.texts["n_tokens"] >= run.min_tokens).sum())
+    assert n_long >= 3
+    browser.open(server + "/")
+    links = browser.js("[...document.querySelectorAll('nav a')].map(a => a.textContent)")
+    assert {"document order", "highest mean entropy first", "highest max entropy first"} <= set(links), links
+    for sort in SORTS:
+        browser.open(server + f"/?sort={sort}&page=0")
+        on_screen = browser.js("[...document.querySelectorAll('section.example')].filter(s => s.getBoundingClientRect().top"
+                               " < window.innerHeight).map(s => [s.querySelector('h2').textContent.split(' · ')[0],"
+                               " s.querySelectorAll('span.tok').length])")
+        assert on_screen, sort
+        for title, n in on_screen: assert n == whole[title], (sort, title, n)  # a whole document, all its tokens
+        assert all(n >= run.min_tokens for _, n in on_screen[:n_long]), (sort, on_screen)  # long texts come first
+        if sort == "order": browser.screenshot(ARTIFACTS/"viewer_first_screen.png")
+    # the max-entropy order is what it says, read off the page's own headings
+    browser.open(server + "/?sort=max_desc&page=0")
+    maxes = browser.js("[...document.querySelectorAll('section.example h2')].map(h => +h.textContent.match(/max entropy ([\\d.]+)/)[1])")
+    assert maxes[:n_long] == sorted(maxes[:n_long], reverse=True)
 
 # ---------------------------------------------------------------- the command
 def _start_view(*args):
@@ -174,7 +204,7 @@ def test_cli_serves_100_concurrent_requests(run_dir):
     p, url = _start_view("--entropies", str(run_dir), "--port", "0", "--n", "3")
     try:
         assert url.startswith("http://127.0.0.1:")  # loopback by default
-        paths = [f"/?sort={s}&page={i % 4}" for i, s in zip(range(100), ["mean_desc", "mean_asc", "order"] * 34)]
+        paths = [f"/?sort={s}&page={i % 4}" for i, s in zip(range(100), list(SORTS) * 25)]
         def get(path):
             with urllib.request.urlopen(url + path, timeout=60) as r: return r.status, r.read().decode()
         with ThreadPoolExecutor(100) as ex: results = list(ex.map(get, paths))

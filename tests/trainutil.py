@@ -4,7 +4,7 @@ from pathlib import Path
 from ntp_rl.trainer import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = "from ntp_rl.trainer import train_cli; train_cli()\n"
+SCRIPT = "from ntp_rl.cli import ntp_rl_train; ntp_rl_train()\n"
 
 def run(cmd, timeout=600, **kw):
     "Run `cmd` from the repo root; fail with its stderr tail unless it exits 0."
