@@ -19,8 +19,7 @@ spec.loader.exec_module(make_outputs)
 # else must carry outputs now.
 AWAITING_OUTPUTS = {"00_core.ipynb", "09_runs.ipynb", "01_data.ipynb", "04_thoughts.ipynb", "05_quietstar.ipynb", "06_budget.ipynb", "07_trainer.ipynb",
                     "experiments/quietstar.ipynb", "experiments/budget.ipynb", "experiments/quickstart.ipynb",
-                    "experiments/entropy.ipynb", "experiments/eval_base.ipynb",
-                    "07a_twohop.ipynb"}  # 07a: needs the trained twohop-llama; issue 12 is still open
+                    "experiments/entropy.ipynb", "experiments/eval_base.ipynb"}
 
 NOTEBOOKS = [p.relative_to(ROOT/"nbs").as_posix() for p in make_outputs.notebooks()]
 SKIP_FLAGS = set(re.search(r"^tst_flags\s*=\s*(.*)$", (ROOT/"settings.ini").read_text(), re.M).group(1).split())
