@@ -387,10 +387,10 @@ def test_stale_branch_is_set_aside(tmp_path):
     "Resume from an earlier checkpoint, crash, resume=latest: it continues this run's branch, never the abandoned one."
     from ntp_rl.trainer import NextTokenObjective, checkpoints, checkpoint_state, load_train_config, read_metrics, register_objective, train
     class Crashing(NextTokenObjective):
-        def loss(self, lm, batch, ro, sc):
+        def loss(self, lm, batch, ro):
             _CRASH["calls"] += 1
             if _CRASH["at"] is not None and _CRASH["calls"] >= _CRASH["at"]: raise RuntimeError("simulated crash")
-            return super().loss(lm, batch, ro, sc)
+            return super().loss(lm, batch, ro)
     register_objective("crash-test", Crashing)
     out = tmp_path/"r"
     args = [*TRAIN, "objective=crash-test", f"out_dir={out}", "max_steps=4"]
