@@ -9,8 +9,8 @@ from pathlib import Path
 from .core import *
 
 # %% auto #0
-__all__ = ['ntp_rl_prepare', 'ntp_rl_entropy', 'ntp_rl_view', 'ntp_rl_think', 'ntp_rl_train', 'ntp_rl_curriculum', 'ntp_rl_run',
-           'ntp_rl_collect', 'ntp_rl_main']
+__all__ = ['ntp_rl_prepare', 'ntp_rl_prepare_twohop', 'ntp_rl_entropy', 'ntp_rl_view', 'ntp_rl_think', 'ntp_rl_train',
+           'ntp_rl_curriculum', 'ntp_rl_run', 'ntp_rl_collect', 'ntp_rl_main']
 
 # %% ../nbs/10_cli.ipynb #274d1cf9
 def ntp_rl_prepare(argv:list[str]|None=None):
@@ -23,6 +23,16 @@ def ntp_rl_prepare(argv:list[str]|None=None):
         from ntp_rl.data import prepare
         for k, v in prepare(tuple(a.corpora or ["shakespeare"])).items(): print(f"{k}: {v}")
     run_cli(main)
+
+# %% ../nbs/10_cli.ipynb #12bebfec
+def ntp_rl_prepare_twohop(argv:list[str]|None=None):
+    "Train the two-hop task's model (`twohop-llama`, a 2-layer Llama) once into the ntp_rl cache, so every command can load it."
+    CliParser("ntp_rl_prepare_twohop", ntp_rl_prepare_twohop.__doc__).parse_args(argv)
+    def main():
+        from ntp_rl.twohop import prepare_twohop_model
+        print(prepare_twohop_model())
+    run_cli(main)
+
 
 # %% ../nbs/10_cli.ipynb #bcdd1f47
 def _entropy_parser() -> CliParser:

@@ -11,12 +11,12 @@ import yaml
 
 
 # %% auto #0
-__all__ = ['DEVICES', 'BOUNDARIES', 'DEFAULT_MODEL', 'ARCHS', 'TINY_MODELS', 'NtpRlError', 'check', 'error_message',
-           'debug_enabled', 'run_cli', 'CliParser', 'seed_everything', 'pick_device', 'bf16_supported', 'pick_dtype',
-           'check_fields', 'ModelConfig', 'DataConfig', 'cache_dir', 'file_lock', 'build_atomically', 'read_text',
-           'yaml_value', 'read_yaml', 'read_json', 'atomic_write', 'check_writable', 'file_sha256', 'smollm2_gguf',
-           'default_model_dir', 'prepare_default_model', 'hub_reachable', 'resolve_model', 'load_model',
-           'default_tokenizer', 'tiny_config', 'tiny_model', 'token_nll', 'perplexity']
+__all__ = ['DEVICES', 'BOUNDARIES', 'DEFAULT_MODEL', 'BUILT_MODELS', 'ARCHS', 'TINY_MODELS', 'NtpRlError', 'check',
+           'error_message', 'debug_enabled', 'run_cli', 'CliParser', 'seed_everything', 'pick_device', 'bf16_supported',
+           'pick_dtype', 'check_fields', 'ModelConfig', 'DataConfig', 'cache_dir', 'file_lock', 'build_atomically',
+           'read_text', 'yaml_value', 'read_yaml', 'read_json', 'atomic_write', 'check_writable', 'file_sha256',
+           'smollm2_gguf', 'default_model_dir', 'prepare_default_model', 'hub_reachable', 'built_model_dir',
+           'resolve_model', 'load_model', 'default_tokenizer', 'tiny_config', 'tiny_model', 'token_nll', 'perplexity']
 
 # %% ../nbs/00_core.ipynb #5a39bba9
 def _transformers():
@@ -185,7 +185,7 @@ def check_fields(obj):
 @dataclass
 class ModelConfig:
     "Which causal LM to load, and how."
-    name_or_path: str = "smollm2-135m" # a built-in name (smollm2-135m, tiny-llama, tiny-gpt2), a local folder, or a hub id
+    name_or_path: str = "smollm2-135m" # a built-in name (smollm2-135m, tiny-llama, tiny-gpt2, twohop-llama), a local folder, or a hub id
     dtype: str = "float32" # float32, bfloat16, float16 or auto (bf16 on a GPU that supports it)
     device: str = "auto" # auto, cpu, cuda, cuda:N
     attn_implementation: str = "sdpa" # sdpa or eager (both take ntp_rl's 4-D attention masks)
@@ -404,9 +404,21 @@ def hub_reachable(timeout:float=2.0) -> bool:
     except OSError: return False
 
 # %% ../nbs/00_core.ipynb #1573a7bd
+BUILT_MODELS = {"twohop-llama": "ntp_rl_prepare_twohop"} # models trained once into cache_dir()/<name> by a command of a later module
+
+def built_model_dir(name:str) -> Path:
+    "Where a built model (`BUILT_MODELS`) lives: `$NTP_RL_CACHE/<name>`."
+    return cache_dir()/name
+
 def resolve_model(name_or_path:str) -> str:
     "Map a built-in name to its folder; check a local path exists. Hub ids pass through unchanged."
     if name_or_path == DEFAULT_MODEL: return str(prepare_default_model())
+    if name_or_path in BUILT_MODELS:
+        d = built_model_dir(name_or_path)
+        if not (d/"config.json").exists():
+            raise NtpRlError(f"model {name_or_path!r} is not built yet; run `{BUILT_MODELS[name_or_path]}` once "
+                             f"(it trains the model into {d})")
+        return str(d)
     p = Path(name_or_path).expanduser()
     if p.is_dir():
         if not (p/"config.json").exists():
@@ -417,8 +429,9 @@ def resolve_model(name_or_path:str) -> str:
                                      f"a hub id, or the built-in {DEFAULT_MODEL!r}")
     return name_or_path
 
+
 # %% ../nbs/00_core.ipynb #c818b6c3
-def load_model(name_or_path:str=DEFAULT_MODEL, # built-in name (smollm2-135m, tiny-llama, tiny-gpt2), local folder or hub id
+def load_model(name_or_path:str=DEFAULT_MODEL, # built-in name (smollm2-135m, tiny-llama, tiny-gpt2, twohop-llama), local folder or hub id
                dtype:str|torch.dtype="float32", # float32, bfloat16, float16 or auto
                device:str="auto", # auto, cpu, cuda, cuda:N
                attn_implementation:str="sdpa", # sdpa or eager

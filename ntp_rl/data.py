@@ -13,10 +13,12 @@ import torch
 from .core import *
 
 # %% auto #0
-__all__ = ['SHAKESPEARE', 'CORPORA', 'FILE_TYPES', 'SPLITS', 'wiki_docs', 'gsm_problems', 'gsm_docs', 'prepare_shakespeare',
+__all__ = ['SHAKESPEARE', 'CORPORA', 'FILE_TYPES', 'SPLITS', 'TWOHOP_SYMBOLS', 'TWOHOP_MARKS', 'TWOHOP_TYPES', 'WARM_STARTS',
+           'TWOHOP_THOUGHT', 'TWOHOP_PRETRAIN', 'wiki_docs', 'gsm_problems', 'gsm_docs', 'prepare_shakespeare',
            'shakespeare_docs', 'verne_docs', 'file_docs', 'load_corpus', 'corpus_files', 'input_hashes', 'split_docs',
            'Windows', 'make_windows', 'model_context', 'tokenize_docs', 'load_windows', 'iter_batches', 'windows_nll',
-           'prepare']
+           'prepare', 'TwohopConfig', 'twohop_sequence', 'twohop_docs', 'twohop_tokenizer', 'TwohopLabels',
+           'twohop_labels']
 
 # %% ../nbs/01_data.ipynb #5c3b889e
 def _package_dir(pkg:str, install:str) -> Path:
@@ -267,3 +269,136 @@ def prepare(corpora:tuple[str, ...]=("shakespeare",) # corpora to fetch now (sha
     out = {DEFAULT_MODEL: str(prepare_default_model())}
     if "shakespeare" in corpora: out["shakespeare"] = str(prepare_shakespeare())
     return out
+
+# %% ../nbs/01_data.ipynb #71391775
+TWOHOP_SYMBOLS = tuple("abcdefghijklmnopqrstuvwxyz") # symbol names; a task uses the first n_symbols
+TWOHOP_MARKS = dict(table="T", sep=",", onehop="P", twohop="Q", noise="N") # the structure words of a sequence
+TWOHOP_TYPES = ("other", "table", "noise", "onehop", "twohop") # position types of `twohop_labels` (the index is the code)
+WARM_STARTS = ("none", "lookup", "intermediate") # how some pretraining sequences show the thought format
+TWOHOP_THOUGHT = ("<|startofthought|>", "<|endofthought|>") # 04_thoughts' marker strings (01 cannot import 04)
+
+@dataclass
+class TwohopConfig:
+    "Shape of `twohop` sequences: one random permutation π per sequence, its table, then shuffled query and noise segments."
+    n_symbols: int = 16 # alphabet size: noise and two-hop answers cost ≈ log(n_symbols) nats without a thought
+    n_onehop: int = 4 # one-hop queries `P c π(c)` per sequence
+    n_twohop: int = 4 # two-hop queries `Q c π(π(c))` per sequence, each with a different c
+    n_noise: int = 4 # noise segments `N s s s` per sequence
+    noise_len: int = 3 # uniformly random symbols per noise segment
+    min_keys: int = 0 # 0: every table maps all symbols; k: table sizes log-uniform in [k, n_symbols] (short tables train faster)
+    warm_start: str = "none" # none | lookup: a thought holds a random z and the answer is π(z) | intermediate: it holds π(c)
+    warm_frac: float = 0.0 # fraction of sequences written with thoughts (the warm start; see below)
+    def __post_init__(self):
+        check(2 <= self.n_symbols <= len(TWOHOP_SYMBOLS), f"TwohopConfig.n_symbols={self.n_symbols}; use 2..{len(TWOHOP_SYMBOLS)}")
+        check(min(self.n_onehop, self.n_twohop, self.n_noise) >= 0 and self.noise_len >= 1,
+              "TwohopConfig: segment counts must be >= 0 and noise_len >= 1")
+        check(self.n_twohop <= self.n_symbols, f"TwohopConfig.n_twohop={self.n_twohop} needs as many distinct keys; use n_symbols >= n_twohop")
+        check(self.min_keys == 0 or 1 <= self.min_keys <= self.n_symbols, f"TwohopConfig.min_keys={self.min_keys}; use 0 (full tables) or 1..n_symbols")
+        check(self.warm_start in WARM_STARTS, f"TwohopConfig.warm_start={self.warm_start!r}; use one of: {', '.join(WARM_STARTS)}")
+        check(0 <= self.warm_frac <= 1, f"TwohopConfig.warm_frac={self.warm_frac}; use a fraction in [0, 1]")
+        check(self.warm_start != "none" or self.warm_frac == 0, "TwohopConfig.warm_frac > 0 needs warm_start='lookup' or 'intermediate'")
+    @property
+    def symbols(self) -> tuple[str, ...]: return TWOHOP_SYMBOLS[:self.n_symbols]
+
+# %% ../nbs/01_data.ipynb #e6fd9cc4
+def twohop_sequence(rng:np.random.Generator, cfg:TwohopConfig, warm:bool=False) -> str:
+    "One sequence as text: the table of π over m symbols in random order, then the shuffled segments."
+    n, (start, end) = cfg.n_symbols, TWOHOP_THOUGHT
+    m = n if not cfg.min_keys else int(np.clip(np.rint(np.exp(rng.uniform(np.log(cfg.min_keys - 0.5), np.log(n + 0.5)))), cfg.min_keys, n))
+    S = [cfg.symbols[k] for k in rng.permutation(n)[:m]]  # the m symbols this table maps (all of them when m = n)
+    pi = rng.permutation(m)  # π(S[j]) = S[pi[j]]
+    out = [TWOHOP_MARKS["table"]]
+    for k in rng.permutation(m): out += [S[k], S[pi[k]], TWOHOP_MARKS["sep"]]
+    scale = lambda c: c if m == n or c == 0 else max(1, round(c * m / n))  # a smaller table, fewer segments
+    segs = ["P"]*scale(cfg.n_onehop) + ["Q"]*min(m, scale(cfg.n_twohop)) + ["N"]*scale(cfg.n_noise)
+    q_keys = iter(rng.permutation(m))  # two-hop keys never repeat: no answer can be copied from an earlier query
+    for s in (segs[i] for i in rng.permutation(len(segs))):
+        if s == "P":
+            c = rng.integers(m); out += ["P", S[c], S[pi[c]]]
+        elif s == "Q":
+            c = next(q_keys)
+            if warm and cfg.warm_start == "lookup":
+                z = rng.integers(m); out += ["Q", S[c], start, S[z], end, S[pi[z]]]
+            elif warm and cfg.warm_start == "intermediate": out += ["Q", S[c], start, S[pi[c]], end, S[pi[pi[c]]]]
+            else: out += ["Q", S[c], S[pi[pi[c]]]]
+        else:
+            noise = [cfg.symbols[i] for i in rng.integers(n, size=cfg.noise_len)]  # over the whole alphabet
+            if warm:  # a thought with a random symbol before one noise symbol: thinking cannot predict noise
+                j = rng.integers(cfg.noise_len); noise[j:j] = [start, cfg.symbols[rng.integers(n)], end]
+            out += ["N"] + noise
+    return " ".join(out)
+
+def twohop_docs(n_docs:int|None=None, # sequences (default 4000)
+                seed:int=0, cfg:TwohopConfig|None=None) -> list[str]:
+    "`twohop` sequences; sequence i depends only on (seed, i), so a larger corpus extends a smaller one."
+    cfg = cfg or TwohopConfig()
+    n = 4000 if n_docs is None else n_docs
+    warm = np.random.default_rng([seed, 1]).random(n) < cfg.warm_frac
+    return [twohop_sequence(np.random.default_rng([seed, 0, i]), cfg, bool(warm[i])) for i in range(n)]
+
+# %% ../nbs/01_data.ipynb #d11ed0ab
+def twohop_tokenizer(n_symbols:int=16):
+    "Word-level tokenizer of twohop text: <pad>, <eos>, <unk>, the thought markers, the structure words, the symbols."
+    from tokenizers import Tokenizer, Regex, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    words = ["<pad>", "<eos>", "<unk>", *TWOHOP_THOUGHT, *TWOHOP_MARKS.values(), *TWOHOP_SYMBOLS[:n_symbols]]
+    t = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    t.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    t.decoder = decoders.Replace(Regex("^"), " ")  # every token decodes as " word"
+    return PreTrainedTokenizerFast(tokenizer_object=t, eos_token="<eos>", pad_token="<pad>", unk_token="<unk>",
+                                   additional_special_tokens=list(TWOHOP_THOUGHT), model_input_names=["input_ids", "attention_mask"])
+
+# %% ../nbs/01_data.ipynb #019c0e89
+@dataclass
+class TwohopLabels:
+    "Per-token labels of twohop windows: the type of each token x[t] (codes into TWOHOP_TYPES) and, at two-hop answers, π(c)."
+    types: torch.Tensor # (B, L) or (L,) long: index into TWOHOP_TYPES
+    intermediate: torch.Tensor # same shape, long: token id of π(c) at two-hop answers, -1 elsewhere
+    def mask(self, name:str) -> torch.Tensor:
+        "Bool mask of the tokens of type `name`."
+        check(name in TWOHOP_TYPES, f"unknown position type {name!r}; use one of: {', '.join(TWOHOP_TYPES)}")
+        return self.types == TWOHOP_TYPES.index(name)
+
+def twohop_labels(input_ids:torch.Tensor, # (B, L) or (L,) token ids of twohop windows, cut anywhere
+                  tok) -> TwohopLabels:
+    "Label every token from the ids alone (see above); answers whose table entries are outside the window stay `other`."
+    ids = torch.as_tensor(input_ids)
+    rows = ids[None] if ids.ndim == 1 else ids
+    v = tok.get_vocab()
+    check(all(w in v for w in TWOHOP_MARKS.values()), "this tokenizer has no twohop words; use twohop_tokenizer() (or a twohop model's)")
+    M = {k: v[w] for k, w in TWOHOP_MARKS.items()}
+    start, end = (v.get(w, -1) for w in TWOHOP_THOUGHT)
+    sym, code = {v[s] for s in TWOHOP_SYMBOLS if s in v}, {n: i for i, n in enumerate(TWOHOP_TYPES)}
+    types, inter = torch.zeros(rows.shape, dtype=torch.long), torch.full(rows.shape, -1, dtype=torch.long)
+    for b, row in enumerate(rows.tolist()):
+        pi, mode, key, query, thinking = None, None, None, None, False
+        for t, x in enumerate(row):
+            if x in (start, end): thinking = x == start; continue
+            if thinking: continue
+            if x == M["table"]: pi, mode, key = {}, "table", None; continue
+            if x in (M["onehop"], M["twohop"], M["noise"]): mode, query = x, None; continue
+            if x not in sym:
+                if x != M["sep"]: pi, mode = None, None  # EOS or padding: the next sequence has its own table
+                continue
+            if mode == "table" and pi is not None:
+                types[b, t] = code["table"]
+                if key is None: key = x
+                else: pi[key], key = x, None
+            elif mode == M["noise"]: types[b, t] = code["noise"]
+            elif mode in (M["onehop"], M["twohop"]):
+                if query is None: query = x; continue
+                two = mode == M["twohop"]
+                if pi is not None and query in pi and (not two or pi[query] in pi):
+                    types[b, t] = code["twohop" if two else "onehop"]
+                    if two: inter[b, t] = pi[query]
+                mode = None
+    if ids.ndim == 1: types, inter = types[0], inter[0]
+    return TwohopLabels(types, inter)
+
+# %% ../nbs/01_data.ipynb #d75acf90
+TWOHOP_PRETRAIN = TwohopConfig(min_keys=2, warm_start="lookup", warm_frac=0.25) # twohop-llama's pretraining mix (07a_twohop)
+
+CORPORA.update({
+    "twohop": lambda n_docs=None, seed=0: twohop_docs(n_docs, seed), # full tables, no thoughts: evaluation
+    "twohop-pretrain": lambda n_docs=None, seed=0: twohop_docs(n_docs, seed, TWOHOP_PRETRAIN), # with the curriculum and warm start
+})

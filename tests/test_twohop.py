@@ -1,0 +1,50 @@
+"""The two-hop task: labels, the missing-model error, and (building twohop-llama once into $NTP_RL_CACHE if needed) its
+acceptance properties (opt-in, NTP_RL_TWOHOP=1): noise and two-hop answers equally uncertain, one-hop answers known, the oracle thought helps
+two-hop answers by >= 2 nats and leaves noise alone."""
+import os, subprocess, sys
+import pytest, torch
+from ntp_rl.core import *
+from ntp_rl.data import *
+
+def test_labels_cover_every_type_and_agree_with_the_text():
+    tok = twohop_tokenizer()
+    docs = twohop_docs(50, seed=3)
+    w = make_windows(tokenize_docs(tok, docs), 128, tok.pad_token_id, tok.eos_token_id, "split")
+    lab = twohop_labels(w.input_ids, tok)
+    counts = {t: int(lab.mask(t).sum()) for t in TWOHOP_TYPES}
+    assert counts["table"] == 50*32 and counts["noise"] == 50*12 and counts["onehop"] == counts["twohop"] == 50*4
+    for b, d in enumerate(docs):  # rebuild π from the text and check every labelled answer
+        words = d.split(); pi = dict(zip(words[1:49:3], words[2:49:3]))
+        for t in lab.mask("onehop")[b].nonzero()[:, 0].tolist(): assert words[t] == pi[words[t-1]]
+        for t in lab.mask("twohop")[b].nonzero()[:, 0].tolist():
+            assert words[t] == pi[pi[words[t-1]]] and tok.convert_ids_to_tokens(int(lab.intermediate[b, t])) == pi[words[t-1]]
+
+def test_missing_model_is_one_line(tmp_path):
+    r = subprocess.run([sys.executable, "-c", "from ntp_rl.core import *; run_cli(load_model, 'twohop-llama')"],
+                       capture_output=True, text=True, env=dict(os.environ, NTP_RL_CACHE=str(tmp_path)), timeout=120)
+    assert r.returncode == 2 and "ntp_rl_prepare_twohop" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+needs_model = pytest.mark.skipif(os.environ.get("NTP_RL_TWOHOP") != "1", reason="builds twohop-llama (minutes of training) and "
+    "checks the task's properties, which the current pretraining recipe does not reach yet (issue 12); set NTP_RL_TWOHOP=1")
+
+@pytest.fixture(scope="module")
+def built():
+    from ntp_rl.twohop import prepare_twohop_model, twohop_eval_windows
+    model, tok = load_model(str(prepare_twohop_model()), device="cpu")
+    return model, tok, twohop_eval_windows(tok, n_docs=128)
+
+@needs_model
+def test_base_entropy_per_type(built):
+    from ntp_rl.twohop import position_nll, type_summary
+    model, tok, ew = built
+    h = type_summary(position_nll(model, tok, ew), "entropy")["mean"]
+    assert abs(h["noise"] - h["twohop"]) < 0.3, h
+    assert h["onehop"] < 0.5, h
+
+@needs_model
+def test_oracle_thought(built):
+    from ntp_rl.twohop import thought_nll
+    model, tok, ew = built
+    m = thought_nll(model, tok, ew).groupby("type")[["base", "thought"]].mean()
+    assert m.loc["twohop", "base"] - m.loc["twohop", "thought"] >= 2.0, m
+    assert abs(m.loc["noise", "base"] - m.loc["noise", "thought"]) < 0.05, m
