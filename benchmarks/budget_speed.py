@@ -34,8 +34,8 @@ from ntp_rl.budget import *
 def sync(dev):
     if dev.type == "cuda": torch.cuda.synchronize()
 
-def step_cost(a, rate:float) -> dict:
-    "Median seconds of one BudgetObjective step that trains thoughts of T_max at `rate` of the positions (n_positions = rate·(L-1))."
+def make_step(a, rate:float):
+    "A BudgetObjective step that trains thoughts of T_max at `rate` of the positions (n_positions = rate·(L-1)): a function, and n."
     seed_everything(0)
     lm, tok = load_model(a.model, dtype=a.dtype, device=a.device)
     n = max(1, round(rate * (a.L - 1)))
@@ -46,18 +46,30 @@ def step_cost(a, rate:float) -> dict:
     ids = torch.randint(3, len(tok) - 2, (a.batch, a.L), generator=g).to(lm.device)
     batch = dict(input_ids=ids, attention_mask=torch.ones_like(ids))
     params = [p for p in list(lm.parameters()) + list(obj.parameters()) if p.requires_grad]
-    dev, ts, toks, thinking = lm.device, [], [], []
-    for i in range(a.repeats + 1):
-        sync(dev); t = time.perf_counter()
+    def step():
+        sync(lm.device); t = time.perf_counter()
         out = obj(lm, batch); out["loss"].backward()
         for p in params: p.grad = None
-        sync(dev)
-        if i: ts.append(time.perf_counter() - t); toks.append(out["metrics"]["chain_tokens"]); thinking.append(out["metrics"]["train_thought_tokens"] / a.T)
+        sync(lm.device)
+        return time.perf_counter() - t, out["metrics"]
+    return step, min(n, a.L - 1)
+
+def step_costs(a, rates:list) -> dict:
+    "Median seconds per step at each rate, the steps of all rates interleaved (same load for all), and the ideal token counts."
+    steps = {r: make_step(a, r) for r in rates}
+    ts, ms = {r: [] for r in rates}, {r: [] for r in rates}
+    for i in range(a.repeats + 1):
+        for r in (rates if i % 2 else rates[::-1]):
+            sec, m = steps[r][0]()
+            if i: ts[r].append(sec); ms[r].append(m)
     B, L, K, T, A = a.batch, a.L, a.K, a.T, a.A
-    f = statistics.mean(thinking) * (n if n < L - 1 else L - 1) / (L - 1)  # share of the L-1 positions that think
-    ideal = 2 * B * L + B * (L - 1) * f * K * ((T - 2) + (T + A - 1))  # two text passes + sampling + replay tokens
-    return dict(seconds=statistics.median(ts), chain_tokens=statistics.mean(toks), ideal_tokens=ideal, think_rate=f,
-                mean_budget=f * T)
+    out = {}
+    for r in rates:
+        f = statistics.mean(m["train_thought_tokens"] / T for m in ms[r]) * steps[r][1] / (L - 1)  # share of the L-1 positions that think
+        ideal = 2 * B * L + B * (L - 1) * f * K * ((T - 2) + (T + A - 1))  # two text passes + sampling + replay tokens
+        out[r] = dict(seconds=statistics.median(ts[r]), chain_tokens=statistics.mean(m["chain_tokens"] for m in ms[r]),
+                      ideal_tokens=ideal, think_rate=f, mean_budget=f * T)
+    return out
 
 def inference(a) -> dict:
     if a.budget_model:
@@ -121,11 +133,13 @@ def main():
     a = ap.parse_args()
     a.lams = [float(x) for x in a.lams.split(",")]
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    fixed = step_cost(a, 1.0)
+    rates = [float(x) for x in a.rates.split(",")]
+    costs = step_costs(a, [1.0] + rates)
+    fixed = costs[1.0]
     print(f"fixed budget T={a.T} everywhere: {fixed['seconds']*1e3:.0f} ms/step, {fixed['chain_tokens']:.0f} chain tokens")
     res = dict(args={k: v for k, v in vars(a).items()}, fixed=fixed, variable={})
-    for r in [float(x) for x in a.rates.split(",")]:
-        v = step_cost(a, r)
+    for r in rates:
+        v = costs[r]
         t_ratio, prop = v["seconds"] / fixed["seconds"], v["ideal_tokens"] / fixed["ideal_tokens"]
         v.update(time_ratio=t_ratio, proportional_ratio=prop, vs_proportional=t_ratio / prop)
         res["variable"][r] = v

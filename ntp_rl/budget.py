@@ -426,14 +426,16 @@ def value_decide(values:BudgetValues, lam:float): # the price of a thought token
         dev, na = v.out.weight.device, len(v.lookaheads)
         b = torch.tensor(v.budgets[1:], dtype=torch.float32, device=dev).repeat_interleave(na)  # (nb-1)·na, budget-major
         a = torch.tensor(v.lookaheads, dtype=torch.float32, device=dev).repeat(len(v.budgets) - 1)
-        W, c = v.out.weight / a[:, None], (v.out.bias - lam * b) / a
-        W1, b1, ln, D = v.trunk[0].weight, v.trunk[0].bias, v.norm, v.d_model
-    options = [(bb, aa) for bb in v.budgets[1:] for aa in v.lookaheads]
-    def decide(pt:DecisionPoint) -> tuple[int, int]:
-        with torch.no_grad():
-            z = torch.relu(torch.addmv(b1, W1, F.layer_norm(pt.hidden.float(), (D,), ln.weight, ln.bias, ln.eps)))
-            best, i = torch.addmv(c, W, z).max(0)
-            return options[int(i)] if float(best) > 0 else NO_THOUGHTS
+        # option 0 is "no thought", rate 0: the first maximum wins, so a thought must be strictly better than none
+        W = torch.cat([v.out.weight.new_zeros(1, v.d_hidden), v.out.weight / a[:, None]])
+        c = torch.cat([v.out.bias.new_zeros(1), (v.out.bias - lam * b) / a])
+        ln = v.norm  # the layer norm's affine folded into the first layer: W1·(γ·x̂ + β) + b1
+        W1, b1 = v.trunk[0].weight * ln.weight, v.trunk[0].bias + v.trunk[0].weight @ ln.bias
+        D, eps = v.d_model, ln.eps
+    options = [NO_THOUGHTS] + [(bb, aa) for bb in v.budgets[1:] for aa in v.lookaheads]
+    def decide(pt:DecisionPoint) -> tuple[int, int]:  # called inside generate_with_thoughts' no_grad
+        z = torch.relu(torch.addmv(b1, W1, F.layer_norm(pt.hidden.float(), (D,), eps=eps)))
+        return options[int(torch.addmv(c, W, z).argmax())]
     return decide
 
 def generate_adaptive(model:PreTrainedModel, tok:PreTrainedTokenizerBase, prompt:str,

@@ -459,8 +459,11 @@ def _score_lookahead(model, marks, head, base_hidden, post_hidden, base_pos, tar
     B, N, A, D = post_hidden.shape
     L = base_hidden.shape[1]
     lm_head, ids = model.get_output_embeddings(), torch.tensor(marks.ids, device=post_hidden.device)
-    base_logits = lm_head(base_hidden).float().flatten(0, 1)  # (B·L, V): once per text position, as a plain forward
     rows = (torch.arange(B, device=base_pos.device)[:, None, None] * L + base_pos).reshape(-1)  # (B·N·A,) row of x[a+t]
+    need, rows = torch.unique(rows, return_inverse=True)  # the text positions the chains read, each once
+    # (M, V) base logits once per needed text position, as a plain forward (all of them when the chains cover the window)
+    base_logits = lm_head(base_hidden.flatten(0, 1)[need] if len(need) < B * L else base_hidden.flatten(0, 1)).float()
+    if len(need) == B * L: rows = need[rows]
     pick = lambda l, y: _pick_logprob(l.index_fill_(-1, ids, float("-inf")), y)  # in place: l is a fresh tensor
     def score(r, hp, y):
         return pick(base_logits[r], y), pick(lm_head(hp).float(), y)

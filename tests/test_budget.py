@@ -259,3 +259,30 @@ def test_fresh_budget_objective_has_a_learning_signal(tmp_path):
     m.zero_grad(); obj.values.zero_grad()
     out = m(**b); out["loss"].backward()
     assert out["metrics"]["gain_mean"] != 0 and obj.values.out.weight.grad.abs().sum() > 0
+
+
+def test_variable_budget_replay_works_with_gradient_checkpointing():
+    "The variable-budget replay is 04's one cache-free forward for every group, so activation checkpointing gives the same loss and gradients."
+    m, tok = tiny_model("llama")
+    marks = add_thought_tokens(m, tok, ThoughtConfig())
+    head = new_mixing_head(m)
+    cfg = BudgetConfig(budgets=(0, 2, 3, 5), lookaheads=(2,), n_thoughts=2)
+    torch.manual_seed(0)
+    ids = torch.randint(0, 1000, (2, 12)); am = torch.ones_like(ids); am[1, 9:] = 0
+    pos, real = decision_positions(am)
+    bud = torch.where(real, torch.tensor(cfg.budgets)[torch.randint(0, 4, pos.shape)], 0)
+    vt = sample_variable_thoughts(m, ids, am, pos, bud, torch.full_like(bud, 2), cfg, marks, head, score="none")
+    assert len(vt.groups) == 3
+    m.train()
+    def loss_and_grads():
+        m.zero_grad(set_to_none=True); head.zero_grad(set_to_none=True)
+        rep = replay_variable_thoughts(m, ids, am, vt, cfg, marks, head)
+        loss = sum(-(g.thoughts.mixed_logprobs * g.thoughts.valid[:, None]).sum() - g.thoughts.logprobs.sum() for g in rep.groups)
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in [*m.named_parameters(), *head.named_parameters()] if p.grad is not None}
+    l0, g0 = loss_and_grads()
+    m.activation_checkpointing_enable()
+    l1, g1 = loss_and_grads()
+    torch.testing.assert_close(l0, l1)
+    assert g0.keys() == g1.keys() and len(g0) > 0
+    for n in g0: torch.testing.assert_close(g0[n], g1[n], atol=1e-5, rtol=1e-4)
