@@ -3,13 +3,14 @@
 Quarto cannot be installed on the project machines (../shared/docs/environment.md §7), so this script does what
 `nbdev_proc_nbs` + `nbdev_docs` would, without Quarto:
 
-1. **execute and process** each notebook of `nbs/` (committed without outputs) in its own process, into `_proc/`:
+1. **execute and process** each notebook of `nbs/` in its own process, into `_proc/`:
    executed with nbdev's test machinery (execnb's `CaptureShell`, cells flagged `notest`/`gpu`/`slow` skipped: the
    same CI-sized run as `make test`), then passed through nbdev's own docs processors (`FilterDefaults`, what
    `nbdev_proc_nbs` applies: hidden cells dropped, `show_doc` signatures and docstrings added for every exported
    symbol, front matter in a raw cell), with the show_doc cells run in the notebook's own, already executed shell.
    Results are cached by a hash of the notebook, the library and settings.ini (and, for the Benchmarks section, the
-   result files), so a rebuild only redoes what changed;
+   result files), so a rebuild only redoes what changed. `--no-exec` renders the outputs committed in the notebooks
+   (what a Quarto-built nbdev site shows; `make outputs` makes them), and `--exec-only NB ...` executes just those;
 2. **convert** each `_proc/` notebook with nbconvert's `HTMLExporter` (lab template) into `_docs/<output-file>`,
    with the sidebar (Start here, Library, Experiments, Benchmarks; the same one `nbs/sidebar.yml` gives Quarto),
    `#|` directive lines stripped, `echo: false` inputs and `include: false` cells removed, links between notebooks
@@ -175,9 +176,10 @@ def _build_one(job: tuple) -> tuple:
     write_nb(nb, dst)
     return str(src), not err, time.time() - t0, err
 
-def execute_and_process(pages: list[Page], workers: int, run: bool = True) -> list[str]:
+def execute_and_process(pages: list[Page], workers: int, run: bool = True, exec_only: tuple = ()) -> list[str]:
     """Step 1+2: each notebook → `_proc/<same path>` (executed, processed by nbdev), re-done only when the notebook,
-    the library or settings (or, for result pages, the result files) changed since the last build."""
+    the library or settings (or, for result pages, the result files) changed since the last build. With `run=False`
+    the stored outputs are rendered, except for the notebooks named in `exec_only` (paths relative to nbs/)."""
     from nbdev.config import get_config
     from nbdev.quarto import refresh_quarto_yml
     refresh_quarto_yml()  # rewrites nbs/nbdev.yml from settings.ini, as nbdev_proc_nbs does
@@ -188,12 +190,13 @@ def execute_and_process(pages: list[Page], workers: int, run: bool = True) -> li
     lib, res, jobs = _lib_hash(), _results_hash(), []
     for pg in pages:
         src, dst = NBS/pg.src, PROC/pg.src
+        ex = run or pg.src.as_posix() in exec_only
         key = _sha(src.read_bytes(), lib.encode(), (res if pg.section == "Benchmarks" else "").encode(),
-                   b"exec" if run else b"noexec")
+                   b"exec" if ex else b"noexec")
         stamp = dst.with_suffix(".key")
         if dst.exists() and stamp.exists() and stamp.read_text() == key: continue
         stamp.unlink(missing_ok=True)
-        jobs.append(((src, dst, skip_flags, run), stamp, key))
+        jobs.append(((src, dst, skip_flags, ex), stamp, key))
     errors = []
     if jobs:
         print(f"{'executing and processing' if run else 'processing'} {len(jobs)} notebook(s) on {workers} worker(s) ...",
@@ -414,7 +417,7 @@ def copy_assets(out_dir: Path) -> None:
             shutil.copy2(f, out_dir/rel)
 
 # ---------------------------------------------------------------------------------------------------------- main
-def build(out_dir: Path = DOCS, run: bool = True, workers: int = 2, keep_going: bool = False) -> int:
+def build(out_dir: Path = DOCS, run: bool = True, workers: int = 2, keep_going: bool = False, exec_only: tuple = ()) -> int:
     from nbdev.config import get_config
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))  # this checkout's ntp_rl, also in the processing workers (as nbdev_test does)
@@ -424,8 +427,12 @@ def build(out_dir: Path = DOCS, run: bool = True, workers: int = 2, keep_going: 
                 url=(cfg.get("doc_host", "") + cfg.get("doc_baseurl", "")).rstrip("/") + "/")
     pages = discover()
     if write_sidebar(pages): print("nbs/sidebar.yml updated (commit it)")
+    unknown = set(exec_only) - {pg.src.as_posix() for pg in pages}
+    if unknown:
+        print(f"error: --exec-only names no notebook of nbs/: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
     katex = katex_dir()  # before the long part: a missing npm fails in a second, not after executing every notebook
-    errors = execute_and_process(pages, workers, run)
+    errors = execute_and_process(pages, workers, run, tuple(exec_only))
     if errors:
         for e in errors: print(e, file=sys.stderr)
         if not keep_going:
@@ -447,6 +454,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=DOCS, help="output folder (default: _docs/)")
     ap.add_argument("--no-exec", action="store_true", help="render the notebooks' stored outputs without executing them")
+    ap.add_argument("--exec-only", nargs="+", default=(), metavar="NB",
+                    help="with --no-exec: execute only these notebooks (paths relative to nbs/, e.g. benchmarks.ipynb)")
     ap.add_argument("--keep-going", action="store_true", help="render notebooks that failed to execute, with their error")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="parallel notebook processes")
     ap.add_argument("--sidebar", action="store_true", help="only rewrite nbs/sidebar.yml from the notebooks present")
@@ -455,7 +464,8 @@ def main(argv=None) -> int:
     if a.sidebar:
         print("nbs/sidebar.yml", "updated" if write_sidebar(discover()) else "up to date")
         return 0
-    return build(a.out.resolve(), run=not a.no_exec, workers=a.workers, keep_going=a.keep_going)
+    if a.exec_only and not a.no_exec: ap.error("--exec-only needs --no-exec (without it every notebook is executed)")
+    return build(a.out.resolve(), run=not a.no_exec, workers=a.workers, keep_going=a.keep_going, exec_only=tuple(a.exec_only))
 
 if __name__ == "__main__":
     sys.exit(main())

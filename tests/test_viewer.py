@@ -35,11 +35,11 @@ def _trained_tiny(folder, texts, steps=30):
 def run_dir(tmp_path_factory):
     """A small entropy run on a tiny model: hostile paragraphs, ordinary ones, newlines and indentation, and stories longer
     than a window (so the run holds window-tail fragments of a few tokens)."""
-    d = tmp_path_factory.mktemp("viewer")
+    d = tmp_path_factory.mktemp("viewer")  # the model learns the stories only (each step scores a 49k vocabulary)
     paras = EVIL + [f"Paragraph {i}: the cat sat on mat number {i}.\n  indented line {i}" for i in range(12)] + \
             [f"Story {i}: " + "the cat sat on the mat and looked at the dog. " * (4 + 2 * i) for i in range(4)]
     (d/"corpus.txt").write_text("\n\n".join(paras), encoding="utf-8")
-    run_entropy(EntropyConfig(model=_trained_tiny(d/"model", paras), data=str(d/"corpus.txt"), out=str(d/"ent"), window=32, device="cpu",
+    run_entropy(EntropyConfig(model=_trained_tiny(d/"model", paras[-4:]), data=str(d/"corpus.txt"), out=str(d/"ent"), window=32, device="cpu",
                               shard_windows=4, n_docs=None), progress=False)
     return d/"ent"
 
