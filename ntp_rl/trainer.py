@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_trainer.ipynb #6b8ecd46
 from __future__ import annotations
-import contextlib, dataclasses, json, math, os, re, resource, shutil, sys, time
+import contextlib, dataclasses, json, logging, math, os, re, resource, shutil, sys, time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any
@@ -365,7 +365,10 @@ class Trainer:
             for stale in self.out.glob(".tmp-checkpoint-*"): shutil.rmtree(stale, ignore_errors=True)  # from killed runs
             tmp.mkdir(parents=True)
         self.acc.wait_for_everyone()
-        self.acc.save_state(str(tmp))
+        quiet = logging.getLogger("accelerate.utils.other")  # tied embeddings are stored once; its warning says so each save
+        level = quiet.level; quiet.setLevel(logging.ERROR)
+        try: self.acc.save_state(str(tmp))
+        finally: quiet.setLevel(level)
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
             (tmp/"trainer_state.json").write_text(json.dumps(dict(step=self.step, data=self.stream.state(), inputs=self.inputs,

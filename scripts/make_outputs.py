@@ -48,13 +48,15 @@ def portable_text(s: str, subs=None) -> str:
     for rx, rep in subs or _replacements(): s = rx.sub(rep, s)
     return s
 
-_re_progress = re.compile(r"\d+%\||it/s\]|s/it\]|\[\d\d:\d\d<")
+_re_progress = re.compile(r"\d+%\||(?:it|s)/(?:s|it)[\],]|\[\d\d:\d\d<")
 
-def _is_progress(o: dict) -> bool:
-    "A tqdm bar on stderr: it carries timings, so it differs on every run and says nothing once finished."
-    if o.get("output_type") != "stream" or o.get("name") != "stderr": return False
-    lines = [l for l in re.split(r"[\r\n]", "".join(o.get("text", ""))) if l.strip()]
-    return bool(lines) and all(_re_progress.search(l) for l in lines)
+def without_progress(o: dict) -> dict | None:
+    """A stderr stream without its tqdm bars (they carry timings, so they differ on every run and say nothing once
+    finished): other lines of the stream stay; None when nothing else was in it."""
+    if o.get("output_type") != "stream" or o.get("name") != "stderr": return o
+    text = "".join(o.get("text", ""))
+    keep = [l for l in re.split(r"(?<=\n)|\r", text) if l.strip() and not _re_progress.search(l)]
+    return dict(o, text="".join(keep)) if keep else None
 
 def small_png(b64: str) -> str:
     "A PNG re-encoded with an adaptive 256-colour palette (plots have few colours), if that is smaller."
@@ -73,7 +75,8 @@ def portable_outputs(outputs: list[dict]) -> list[dict]:
     "Outputs as they are committed: no progress bars, widget ids, machine paths or timestamps; PNGs shrunk."
     subs, out = _replacements(), []
     for o in outputs:
-        if _is_progress(o): continue
+        o = without_progress(o)
+        if o is None: continue
         o = dict(o)
         if "text" in o: o["text"] = _lines(portable_text("".join(o["text"]), subs))
         if "traceback" in o: o["traceback"] = [portable_text(t, subs) for t in o["traceback"]]
