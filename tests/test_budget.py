@@ -4,6 +4,7 @@ resume, two processes, bad configs, the adaptive CLI."""
 import json, math, os, subprocess, sys
 from pathlib import Path
 import pytest
+from ntp_rl.cli import ntp_rl_train
 import torch
 from ntp_rl.core import *
 from ntp_rl.thoughts import *
@@ -230,13 +231,14 @@ def test_budget_two_processes(tmp_path):
     model = checkpoints(tmp_path/"two")[-1]/"model"
     assert (model/"budget_values.safetensors").exists() and (model/"mixing_head.safetensors").exists()
 
-def test_bad_budget_configs(tmp_path):
+def test_bad_budget_configs(tmp_path, capsys):
     for args, msg in [(["objective_args.budgets=[2,4]"], "starting with 0"), (["objective_args.budgets=[0,1]"], "smallest is 2"),
                       (["objective_args.lam=-1"], "price of a thought token"), (["objective_args.value_weight=-1"], "must be >= 0"),
                       (["objective_args.K=2"], "not fields of BudgetConfig")]:
-        r = subprocess.run([sys.executable, "-c", SCRIPT, *BG, *args, f"out_dir={tmp_path/'x'}"], capture_output=True,
-                           text=True, cwd=ROOT, timeout=120)
-        assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+        with pytest.raises(SystemExit) as e: ntp_rl_train([*BG, *args, f"out_dir={tmp_path/'x'}"])  # in-process: the CLI's own error path
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and msg in err and err.count("\n") == 1 and "Traceback" not in err, err[-2000:]
+    assert not (tmp_path/"x").exists()
 
 
 def test_fresh_budget_objective_has_a_learning_signal(tmp_path):

@@ -2,6 +2,7 @@
 import json, os, subprocess, sys
 from pathlib import Path
 import pytest
+from ntp_rl.cli import ntp_rl_train
 from ntp_rl.trainer import checkpoints, read_metrics
 
 from trainutil import ROOT, SCRIPT, run, losses, launch_two, assert_resume_exact
@@ -23,12 +24,13 @@ def test_quietstar_two_processes(tmp_path):
     assert sorted(losses(tmp_path/"two")) == [1, 2]
     assert (checkpoints(tmp_path/"two")[-1]/"model"/"mixing_head.safetensors").exists()
 
-def test_bad_quietstar_configs(tmp_path):
+def test_bad_quietstar_configs(tmp_path, capsys):
     for args, msg in [(["objective_args.thought_len=1"], "at least 2"), (["objective_args.n_ahead=0"], "at least 1 future token"),
                       (["objective_args.T=4"], "not fields of QuietStarConfig")]:
-        r = subprocess.run([sys.executable, "-c", SCRIPT, *QS, *args, f"out_dir={tmp_path/'x'}"], capture_output=True,
-                           text=True, cwd=ROOT, timeout=120)
-        assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+        with pytest.raises(SystemExit) as e: ntp_rl_train([*QS, *args, f"out_dir={tmp_path/'x'}"])  # in-process: the CLI's own error path
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and msg in err and err.count("\n") == 1 and "Traceback" not in err, err[-2000:]
+    assert not (tmp_path/"x").exists()
 
 def test_curriculum_cli_runs_every_stage(tmp_path):
     cfg = tmp_path/"cur.yaml"
