@@ -34,7 +34,7 @@ class TwohopModelConfig:
     n_head: int = 2 # 2 query heads sharing 1 key/value head (tiny_config's GQA), head dim 32
     rope_theta: float = 1e6 # RoPE base: with it, 8 of a head's 16 rotation pairs turn < 0.2 rad over a window (content matching)
     init: str = "induction" # random | induction: a one-hop lookup circuit written into the initial weights (`induction_init`)
-    max_steps: int = 800 # optimiser steps
+    max_steps: int = 1600 # optimiser steps (about 3 min on 2 cores)
     lr: float = 3e-3
     warmup_steps: int = 50
     batch_size: int = 32

@@ -33,7 +33,7 @@ def test_induction_init_looks_one_hop_up_before_training(tmp_path):
     att = model(**tok(twohop_docs(1, 5)[0], return_tensors="pt"), output_attentions=True).attentions[0][0, 0]  # (L, L) layer 1, head 0
     assert att.diagonal(-1).mean() > 0.9  # the previous-token head
 
-needs_model = pytest.mark.skipif(os.environ.get("NTP_RL_TWOHOP") != "1", reason="builds twohop-llama once (about 1.5 min "
+needs_model = pytest.mark.skipif(os.environ.get("NTP_RL_TWOHOP") != "1", reason="builds twohop-llama once (about 3 min "
     "of training) and checks the task's properties; set NTP_RL_TWOHOP=1")
 
 @pytest.fixture(scope="module")
