@@ -470,7 +470,9 @@ def default_tokenizer() -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(prepare_default_model(), local_files_only=True)
 
 def tiny_config(arch:str="llama", vocab_size:int=49152, n_layer:int=2, d_model:int=64, n_head:int=4,
-                max_positions:int=1024, pad_token_id:int=2, eos_token_id:int=2, bos_token_id:int=1):
+                max_positions:int=1024, pad_token_id:int=2, eos_token_id:int=2, bos_token_id:int=1,
+                rope_theta:float=10000.0, # llama: RoPE base (a larger base leaves more head dims nearly position-free)
+               ):
     "Config of a tiny randomly initialised model of family `arch` (llama or gpt2)."
     check(arch in ARCHS, f"arch={arch!r}; use one of: {', '.join(ARCHS)}")
     check(d_model % n_head == 0, f"d_model={d_model} is not divisible by n_head={n_head}")
@@ -479,7 +481,8 @@ def tiny_config(arch:str="llama", vocab_size:int=49152, n_layer:int=2, d_model:i
     if arch == "llama":
         return transformers.LlamaConfig(hidden_size=d_model, intermediate_size=2*d_model, num_hidden_layers=n_layer,
                                         num_attention_heads=n_head, num_key_value_heads=max(1, n_head//2),
-                                        max_position_embeddings=max_positions, tie_word_embeddings=True, **ids)
+                                        max_position_embeddings=max_positions, tie_word_embeddings=True,
+                                        rope_parameters=dict(rope_type="default", rope_theta=rope_theta), **ids)
     return transformers.GPT2Config(n_embd=d_model, n_layer=n_layer, n_head=n_head, n_positions=max_positions, **ids)
 
 def tiny_model(arch:str="llama", # llama or gpt2

@@ -42,6 +42,7 @@ class QuietStarConfig:
     thought_source: str = "sampled" # "sampled" thoughts, or "filler": the pause control (same length, fixed tokens, no RL)
     filler_text: str = "..." # the filler token of thought_source="filler" (its first token, repeated)
     init_text: str = "---" # the markers start as the embedding of this text
+    thought_vocab: str = "" # only the tokens of this text may be sampled inside a thought ("" = any token; twohop: its alphabet)
     n_positions: int = 0 # think after this many random positions per window (0 = every position, as the original)
     mixing_hidden: int = 0 # width of the mixing head's hidden layer (0 = the model's hidden size, as the original)
     def __post_init__(self):
@@ -58,7 +59,8 @@ class QuietStarConfig:
         check(bool(self.filler_text), "filler_text is empty; give a visible text such as '...'")
     def thought_config(self) -> ThoughtConfig:
         return ThoughtConfig(thought_len=self.thought_len, n_ahead=self.n_ahead, n_thoughts=self.n_thoughts,
-                             temperature=self.temperature, logprob_temperature=self.logprob_temperature, init_text=self.init_text)
+                             temperature=self.temperature, logprob_temperature=self.logprob_temperature, init_text=self.init_text,
+                             thought_vocab=self.thought_vocab)
 
 
 # %% ../nbs/05_quietstar.ipynb #ebb152d4

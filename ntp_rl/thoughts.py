@@ -25,11 +25,11 @@ __all__ = ['THOUGHT_ATTN', 'START_THOUGHT', 'END_THOUGHT', 'CHUNK_LOGITS', 'MIX_
            'NO_THOUGHTS', 'THOUGHTS_CSS', 'ThoughtConfig', 'max_positions', 'check_thinking_model', 'ChainLayout',
            'chain_attention_forward', 'use_thought_attention', 'transformer_body', 'TextPass', 'text_pass',
            'ThoughtMarks', 'thought_marks', 'add_thought_tokens', 'MarkerEmbedding', 'train_markers', 'lm_logits',
-           'sample_ids', 'token_logprobs', 'next_token_entropy', 'mix_logits', 'MixingHead', 'new_mixing_head',
-           'Lookahead', 'lookahead_targets', 'Thoughts', 'sample_thought_tokens', 'sample_thoughts', 'replay_thoughts',
-           'thought_forward', 'reference_thoughts', 'Thinker', 'make_thinker', 'is_thinking_model',
-           'save_thinking_model', 'load_thinking_model', 'Generation', 'DecisionPoint', 'generate_with_thoughts',
-           'generate_plain', 'thoughts_html', 'think']
+           'thought_logits', 'sample_ids', 'token_logprobs', 'thought_token_logprobs', 'next_token_entropy',
+           'mix_logits', 'MixingHead', 'new_mixing_head', 'Lookahead', 'lookahead_targets', 'Thoughts',
+           'sample_thought_tokens', 'sample_thoughts', 'replay_thoughts', 'thought_forward', 'reference_thoughts',
+           'Thinker', 'make_thinker', 'is_thinking_model', 'save_thinking_model', 'load_thinking_model', 'Generation',
+           'DecisionPoint', 'generate_with_thoughts', 'generate_plain', 'thoughts_html', 'think']
 
 # %% ../nbs/04_thoughts.ipynb #98f482bd
 @dataclass
@@ -41,6 +41,7 @@ class ThoughtConfig:
     temperature: float = 1.0 # sampling temperature of thought tokens; 0 = greedy
     logprob_temperature: float = 0.0 # temperature of the returned policy log-probs; 0 = the sampling temperature (the original scored at 3 while sampling at 1)
     init_text: str = "---" # the markers' embeddings start as the mean embedding of this text's tokens (the original: "---")
+    thought_vocab: str = "" # the tokens of this text are the only ones a thought may hold ("" = any token but the markers)
     def __post_init__(self):
         check_fields(self)
         check(self.thought_len >= 2, f"ThoughtConfig.thought_len={self.thought_len}; it counts the start and end markers, so use at least 2")
@@ -282,15 +283,20 @@ class ThoughtMarks:
     "Token ids of the thought markers in a tokenizer/model pair."
     start: int # id of <|startofthought|>
     end: int # id of <|endofthought|>
+    allowed: tuple = () # ids a thought may hold (`ThoughtConfig.thought_vocab`); empty = any id but the markers
     @property
     def ids(self) -> list[int]: return [self.start, self.end]
 
-def thought_marks(tok:PreTrainedTokenizerBase) -> ThoughtMarks:
-    "The markers' ids in `tok`; `NtpRlError` if `add_thought_tokens` has not been applied."
+def thought_marks(tok:PreTrainedTokenizerBase, cfg:ThoughtConfig|None=None) -> ThoughtMarks:
+    "The markers' ids in `tok` (and the ids of `cfg.thought_vocab`); `NtpRlError` if `add_thought_tokens` has not been applied."
     vocab = tok.get_vocab()
     check(START_THOUGHT in vocab and END_THOUGHT in vocab,
           "the tokenizer has no thought tokens; call add_thought_tokens(model, tok, cfg) or load a model saved by save_thinking_model")
-    return ThoughtMarks(vocab[START_THOUGHT], vocab[END_THOUGHT])
+    allowed = ()
+    if cfg is not None and cfg.thought_vocab:
+        allowed = tuple(sorted(set(tok(cfg.thought_vocab, add_special_tokens=False).input_ids) - {vocab[START_THOUGHT], vocab[END_THOUGHT]}))
+        check(len(allowed) > 0, f"ThoughtConfig.thought_vocab={cfg.thought_vocab!r} has no token but the markers; give the tokens thoughts may use")
+    return ThoughtMarks(vocab[START_THOUGHT], vocab[END_THOUGHT], allowed)
 
 # %% ../nbs/04_thoughts.ipynb #df199a5d
 @torch.no_grad()
@@ -298,14 +304,14 @@ def add_thought_tokens(model:PreTrainedModel, tok:PreTrainedTokenizerBase, cfg:T
     "Add the thought markers to `tok` and `model` (tied or untied head), initialised from `cfg.init_text`; switch to thought-aware attention."
     use_thought_attention(model)
     if START_THOUGHT in tok.get_vocab():
-        marks = thought_marks(tok)
+        marks = thought_marks(tok, cfg)
         check(max(marks.ids) < model.get_input_embeddings().weight.shape[0],
               "the tokenizer has thought tokens but the model has no rows for them; pass the model they were added to")
         return marks
     init_ids = tok(cfg.init_text, add_special_tokens=False).input_ids
     check(len(init_ids) > 0, f"ThoughtConfig.init_text={cfg.init_text!r} tokenizes to nothing; use a visible text such as '---'")
     tok.add_tokens([START_THOUGHT, END_THOUGHT], special_tokens=True)
-    marks = thought_marks(tok)
+    marks = thought_marks(tok, cfg)
     if len(tok) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tok), mean_resizing=False)
     emb, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
@@ -362,6 +368,14 @@ def lm_logits(model:PreTrainedModel, h:torch.Tensor, # (..., D) hidden states
     logits = model.get_output_embeddings()(h).float()
     return logits if marks is None else logits.index_fill_(-1, torch.tensor(marks.ids, device=h.device), float("-inf"))
 
+def thought_logits(model:PreTrainedModel, h:torch.Tensor, # (..., D) hidden states inside a thought
+                   marks:ThoughtMarks) -> torch.Tensor: # (..., V) fp32
+    "Logits of a thought token: `lm_logits`, and every id outside `marks.allowed` at −∞ when it is set."
+    logits = lm_logits(model, h, marks)
+    if not marks.allowed: return logits
+    keep = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device); keep[list(marks.allowed)] = True
+    return logits.masked_fill_(~keep, float("-inf"))
+
 def sample_ids(logits:torch.Tensor, # (M, V) logits
                temperature:float, # 0: argmax
                generator:torch.Generator|None=None) -> torch.Tensor: # (M,) ids
@@ -385,6 +399,13 @@ def token_logprobs(model, h:torch.Tensor, # (M, D) hidden states
                    marks:ThoughtMarks, temperature:float=1.0) -> torch.Tensor:
     "log softmax(logits / temperature)[target] for each row, (M,), markers excluded, chunked over rows."
     fn = lambda h, y: _pick_logprob(lm_logits(model, h, marks), y, temperature)
+    return _rowwise(fn, h, targets, chunk_rows=_chunk_rows(model))
+
+def thought_token_logprobs(model, h:torch.Tensor, # (M, D) hidden states inside thoughts
+                           targets:torch.Tensor, # (M,) the thought tokens that followed
+                           marks:ThoughtMarks, temperature:float=1.0) -> torch.Tensor:
+    "The policy's log π of thought tokens, (M,): `token_logprobs` over `thought_logits` (the allowed ids only)."
+    fn = lambda h, y: _pick_logprob(thought_logits(model, h, marks), y, temperature)
     return _rowwise(fn, h, targets, chunk_rows=_chunk_rows(model))
 
 def next_token_entropy(model:PreTrainedModel, h:torch.Tensor, # (..., D) base hidden states
@@ -520,7 +541,7 @@ def _prepare(model, input_ids, attention_mask, cfg, marks, positions):
 
 def _sample_step(model, h, cfg, marks, generator):
     "Next thought token and its policy log-prob for each row of h (M, D)."
-    logits = lm_logits(model, h, marks)  # (M, V)
+    logits = thought_logits(model, h, marks)  # (M, V)
     if cfg.temperature == 0: z = logits.argmax(-1)
     else:
         p = torch.softmax(logits / cfg.temperature if cfg.temperature != 1 else logits, -1)
@@ -612,7 +633,7 @@ def replay_thoughts(model:PreTrainedModel, input_ids:torch.Tensor, # (B, L) righ
     for (tk, flat, pos, anchors, cfg, la), h in zip(groups, hs):
         h = h.transpose(1, 2)  # (B, N, C, D)
         (N, T), D, K, P = flat.shape[1:], h.shape[-1], cfg.K, pos.shape[1]
-        logprobs = token_logprobs(model, h[:, :, :T-2].reshape(-1, D), flat[..., 1:T-1].reshape(-1), marks,
+        logprobs = thought_token_logprobs(model, h[:, :, :T-2].reshape(-1, D), flat[..., 1:T-1].reshape(-1), marks,
                                   cfg.policy_temperature).view(B, N, T - 2)
         post = h[:, :, T-1:]  # (B, N, A, D)
         lb, lt, lm, w = _score_lookahead(model, marks, head, base_hidden, post, la.base_pos, la.targets)
@@ -649,7 +670,7 @@ def reference_thoughts(model:PreTrainedModel, input_ids:torch.Tensor, attention_
             seq = torch.cat([input_ids[b, :a+1].expand(K, -1), tokens[b, :, p], forced[b, p::P][:K]], -1)  # (K, a+T+A)
             mask = torch.cat([attention_mask[b, :a+1].expand(K, -1), torch.ones(K, T + A - 1, dtype=attention_mask.dtype, device=seq.device)], -1)
             h = transformer_body(model)(input_ids=seq, attention_mask=mask, use_cache=False).last_hidden_state  # (K, a+T+A, D)
-            logprobs[b, :, p] = token_logprobs(model, h[:, a+1:a+T-1].reshape(-1, D), tokens[b, :, p, 1:T-1].reshape(-1), marks,
+            logprobs[b, :, p] = thought_token_logprobs(model, h[:, a+1:a+T-1].reshape(-1, D), tokens[b, :, p, 1:T-1].reshape(-1), marks,
                                                cfg.policy_temperature).view(K, T - 2)
             post[b, :, p] = h[:, a+T:a+T+A]
     flat = lambda x: x.reshape(B, K*P, *x.shape[3:])
@@ -701,8 +722,8 @@ def load_thinking_model(path, dtype:str="float32", device:str="auto") -> Thinker
     except TypeError as e: raise NtpRlError(f"{path/THOUGHTS_FILE}: {e}; {fix}") from None
     model, tok = load_model(str(path), dtype=dtype, device=device)
     use_thought_attention(model)  # the attention implementation is not part of a saved config
-    marks = thought_marks(tok)
-    check(marks == ThoughtMarks(**meta["marks"]), f"{path}: the tokenizer's thought token ids {marks} differ from {meta['marks']}")
+    marks = thought_marks(tok, cfg)
+    check(marks == ThoughtMarks(**{**meta["marks"], "allowed": tuple(meta["marks"].get("allowed", ()))}), f"{path}: the tokenizer's thought token ids {marks} differ from {meta['marks']}")
     head = MixingHead(**meta["head"])
     head.load_state_dict(load_file(str(path/HEAD_FILE)))
     return Thinker(model, tok, cfg, marks, head.to(model.device))
@@ -767,7 +788,7 @@ def generate_with_thoughts(model:PreTrainedModel, tok:PreTrainedTokenizerBase, p
     if fixed: decide = tuple(int(v) for v in decide); _check_decision(*decide)
     thinking = not fixed or decide[0] > 0
     has_marks = START_THOUGHT in tok.get_vocab()
-    marks = thought_marks(tok) if thinking or has_marks else None  # no markers: a plain model, nothing to exclude
+    marks = thought_marks(tok, cfg) if thinking or has_marks else None  # no markers: a plain model, nothing to exclude
     dev = model.device
     g = torch.Generator(device=dev).manual_seed(seed)
     ids = tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids.to(dev)
@@ -813,7 +834,7 @@ def generate_with_thoughts(model:PreTrainedModel, tok:PreTrainedTokenizerBase, p
                 if not fuse: h = fwd(as_ids(start), tcache)
                 thought = [marks.start]
                 for s in range(b - 2):  # sample z_1 .. z_{b-2}
-                    z = int(sample_ids(masked(lm_head(h[-1]).float())[None], cfg.temperature, g)[0])
+                    z = int(sample_ids(thought_logits(model, h[-1], marks)[None], cfg.temperature, g)[0])
                     thought.append(z)
                     h = fwd(as_ids([z, marks.end] if s == b - 3 else [z]), tcache)
                 thought.append(marks.end)

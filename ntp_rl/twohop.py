@@ -4,7 +4,7 @@
 
 # %% ../nbs/07a_twohop.ipynb #41f63936
 from __future__ import annotations
-import json, shutil, sys, time
+import json, math, shutil, sys, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
@@ -16,21 +16,25 @@ from .thoughts import *
 from .quietstar import bootstrap_mean
 from .trainer import TrainConfig, train, read_metrics
 
+
 # %% auto #0
-__all__ = ['TWOHOP_MODEL', 'ANCHOR_TYPES', 'THOUGHT_KINDS', 'TwohopModelConfig', 'init_twohop_model', 'twohop_train_config',
-           'build_twohop_model', 'prepare_twohop_model', 'twohop_eval_windows', 'position_nll', 'type_summary',
-           'twohop_anchors', 'oracle_thoughts', 'thought_nll']
+__all__ = ['TWOHOP_MODEL', 'TWOHOP_INITS', 'ANCHOR_TYPES', 'THOUGHT_KINDS', 'TwohopModelConfig', 'induction_init',
+           'init_twohop_model', 'twohop_train_config', 'build_twohop_model', 'prepare_twohop_model',
+           'twohop_eval_windows', 'position_nll', 'type_summary', 'twohop_anchors', 'oracle_thoughts', 'thought_nll']
 
 # %% ../nbs/07a_twohop.ipynb #1bf4bb4d
 TWOHOP_MODEL = "twohop-llama" # the built-in name (core's BUILT_MODELS maps it to its prepare command)
+TWOHOP_INITS = ("random", "induction") # how `init_twohop_model` initialises the weights (see `induction_init`)
 
 @dataclass
 class TwohopModelConfig:
     "The tiny Llama of the two-hop task and how it is pretrained (plain next-token loss, through the trainer)."
     d_model: int = 64 # hidden size
     n_layer: int = 2 # two layers: one hop fits, two hops do not
-    n_head: int = 4
-    max_steps: int = 3000 # optimiser steps
+    n_head: int = 2 # 2 query heads sharing 1 key/value head (tiny_config's GQA), head dim 32
+    rope_theta: float = 1e6 # RoPE base: with it, 8 of a head's 16 rotation pairs turn < 0.2 rad over a window (content matching)
+    init: str = "induction" # random | induction: a one-hop lookup circuit written into the initial weights (`induction_init`)
+    max_steps: int = 1600 # optimiser steps (about 3 min on 2 cores)
     lr: float = 3e-3
     warmup_steps: int = 50
     batch_size: int = 32
@@ -42,16 +46,67 @@ class TwohopModelConfig:
         check(self.n_layer >= 1 and self.d_model % self.n_head == 0, f"TwohopModelConfig: n_layer >= 1 and d_model % n_head == 0 "
               f"(got n_layer={self.n_layer}, d_model={self.d_model}, n_head={self.n_head})")
         check(self.max_steps >= 1 and self.lr > 0 and self.batch_size >= 1, "TwohopModelConfig: max_steps, lr and batch_size must be positive")
+        check(self.init in TWOHOP_INITS, f"TwohopModelConfig.init={self.init!r}; use one of: {', '.join(TWOHOP_INITS)}")
+        check(self.init != "induction" or (self.n_layer == 2 and self.n_head == 2 and self.d_model >= 64),
+              f"TwohopModelConfig.init='induction' wires 2 layers of 2 heads into >= 64 dims (got n_layer={self.n_layer}, "
+              f"n_head={self.n_head}, d_model={self.d_model}); use those or init='random'")
 
-# %% ../nbs/07a_twohop.ipynb #baf1a6f6
+
+# %% ../nbs/07a_twohop.ipynb #9e067e08
+def induction_init(model, tok, cfg:TwohopModelConfig=TwohopModelConfig(),
+                   prev_scale:float=9.0, # layer 1 q·k margin per rotation pair: about 0.97 of the attention on the previous token
+                   match_scale:float=4.0, # layer 2 q, k weight per symbol dim
+                   out_gain:float=3.0, # layer 2 output per copied symbol
+                  ):
+    "Write a one-hop lookup circuit (a previous-token head in layer 1, a content match in layer 2) into `model`'s weights, in place."
+    check(cfg.init == "induction", "induction_init needs TwohopModelConfig(init='induction')")
+    c = model.config; d, hd = c.hidden_size, c.hidden_size // c.num_attention_heads
+    check((c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads) == (2, 2, 1) and d >= 64,
+          "induction_init wires a 2-layer model of 2 query heads and 1 key/value head, d_model >= 64")
+    v = tok.get_vocab(); sym = [v[s] for s in TWOHOP_SYMBOLS if s in v]
+    other = [i for i in range(len(tok)) if i not in sym]
+    check(len(sym) <= 16 and len(other) <= 15, "induction_init lays out at most 16 symbols and 15 other tokens")
+    S, O, P = 1, 17, 32  # first residual dim of: symbols, other tokens, previous symbol
+    half = hd // 2
+    inv = 1.0 / (c.rope_parameters["rope_theta"] ** (torch.arange(0, hd, 2).float() / hd))  # (half,) rotation per position
+    slow = [i for i in range(half) if inv[i] * cfg.window < 0.2]
+    check(len(slow) >= len(sym) // 2, f"rope_theta={c.rope_parameters['rope_theta']} leaves {len(slow)} slow rotation pairs; "
+          f"raise TwohopModelConfig.rope_theta (1e6 leaves 8)")
+    cd = [i for i in slow[:8]] + [i + half for i in slow[:8]]  # 16 head dims where q·k compares contents
+    a1, a2 = model.model.layers[0].self_attn, model.model.layers[1].self_attn
+    post = math.sqrt(d / 2)  # a unit coordinate after RMSNorm: every embedding is the constant dim plus one token dim
+    with torch.no_grad():
+        E = model.model.embed_tokens.weight  # tied with the output
+        for k, t in enumerate(sym): E[t, S + k] += 1.0
+        for k, t in enumerate(other): E[t, O + k] += 1.0
+        E[:, 0] = 1.0
+        for w in (a1.q_proj, a1.k_proj, a1.v_proj, a1.o_proj, a2.q_proj, a2.k_proj, a2.v_proj, a2.o_proj): w.weight.zero_()
+        q, k = torch.zeros(hd), torch.zeros(hd)
+        for f in range(3):  # score(i, j) ∝ Σ_f cos(θ_f (i - j - 1)): peaked at the previous position
+            k[f] = prev_scale; q[f], q[f + half] = prev_scale*math.cos(inv[f]), -prev_scale*math.sin(inv[f])
+        a1.q_proj.weight[:, 0] = torch.cat([q, q]) / post  # both heads: previous token (they share key and value)
+        a1.k_proj.weight[:, 0] = k / post
+        for j in range(len(sym)):
+            a1.v_proj.weight[j, S + j] = 1.0  # value: the symbol
+            a1.o_proj.weight[P + j, j] = 1.0  # head 0 writes it as "previous symbol"; head 1 writes nothing
+            a2.k_proj.weight[cd[j], P + j] = match_scale  # key: the previous symbol
+            a2.q_proj.weight[cd[j], S + j] = match_scale  # head 0 query: the current symbol
+            a2.q_proj.weight[hd + cd[j], P + j] = match_scale  # head 1 query: the previous symbol
+            a2.v_proj.weight[j, S + j] = 1.0  # value: the key position's symbol
+            a2.o_proj.weight[S + j, j] = a2.o_proj.weight[S + j, hd + j] = out_gain
+    return model
+
 def init_twohop_model(path:str|Path, cfg:TwohopModelConfig=TwohopModelConfig()) -> Path:
-    "Save a randomly initialised tiny Llama with `twohop_tokenizer` into `path` (a plain `save_pretrained` folder)."
+    "Save the initial tiny Llama (random, or with `induction_init`'s circuit) with `twohop_tokenizer` into `path` (a plain `save_pretrained` folder)."
     tok = twohop_tokenizer()
     model, _ = tiny_model("llama", seed=cfg.seed, tokenizer=tok, n_layer=cfg.n_layer, d_model=cfg.d_model,
-                          n_head=cfg.n_head, max_positions=2*cfg.window)
+                          n_head=cfg.n_head, max_positions=2*cfg.window, rope_theta=cfg.rope_theta)
+    if cfg.init == "induction": induction_init(model, tok, cfg)
     path = Path(path); model.save_pretrained(path); tok.save_pretrained(path)
     return path
 
+
+# %% ../nbs/07a_twohop.ipynb #baf1a6f6
 def twohop_train_config(init:str|Path, # a folder written by `init_twohop_model`
                         out_dir:str|Path, cfg:TwohopModelConfig=TwohopModelConfig()) -> TrainConfig:
     "The trainer's config for pretraining twohop-llama: objective ntp, one sequence per window, no thoughts in the loss."
@@ -80,6 +135,7 @@ def prepare_twohop_model(cfg:TwohopModelConfig|None=None) -> Path:
     dest = built_model_dir(TWOHOP_MODEL)
     if not dest.exists(): print(f"ntp_rl: training {TWOHOP_MODEL} from scratch into {dest} (once)", file=sys.stderr)
     return build_atomically(dest, lambda tmp: build_twohop_model(tmp, cfg or TwohopModelConfig()))
+
 
 
 # %% ../nbs/07a_twohop.ipynb #36d5bbb0

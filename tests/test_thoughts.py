@@ -438,3 +438,26 @@ def test_replay_works_with_gradient_checkpointing(arch):
     torch.testing.assert_close(l0, l1)
     assert g0.keys() == g1.keys() and len(g0) > 0
     for n in g0: torch.testing.assert_close(g0[n], g1[n], atol=1e-5, rtol=1e-4)
+
+
+def test_thought_vocab_restricts_sampling_replay_and_reload(tmp_path):
+    "ThoughtConfig.thought_vocab: only its tokens are sampled, log π is normalised over them in the sampler, the replay and the reference, it survives save/load, and the policy still gets gradient."
+    model, tok = tiny_model("llama")
+    cfg = ThoughtConfig(thought_len=4, n_ahead=2, n_thoughts=3, thought_vocab=" cat dog mat")
+    th = make_thinker(model, tok, cfg)
+    allowed = set(tok(" cat dog mat", add_special_tokens=False).input_ids)
+    assert set(th.marks.allowed) == allowed and len(allowed) == 3
+    enc = tok(TEXTS, return_tensors="pt", padding=True)
+    par = sample_thoughts(th.model, enc.input_ids, enc.attention_mask, th.cfg, th.marks, th.head, generator=torch.Generator().manual_seed(0))
+    assert set(par.tokens[..., 1:-1].unique().tolist()) <= allowed
+    assert par.logprobs.exp().max() > 0.2  # normalised over 3 ids, not over the 49k vocabulary (≈ 2e-5 each)
+    rep = thought_forward(th.model, enc.input_ids, enc.attention_mask, par.tokens, th.cfg, th.marks, th.head)
+    ref = reference_thoughts(th.model, enc.input_ids, enc.attention_mask, par.tokens, th.cfg, th.marks, th.head)
+    _assert_close(par.logprobs, rep.logprobs, atol=1e-5); _assert_close(ref.logprobs, rep.logprobs, atol=1e-4)
+    rep.logprobs.sum().backward()
+    assert th.model.model.layers[0].self_attn.q_proj.weight.grad.abs().sum() > 0  # the policy term reaches the LM
+    save_thinking_model(th, tmp_path/"t")
+    lo = load_thinking_model(tmp_path/"t", device="cpu")
+    assert lo.marks == th.marks and lo.cfg.thought_vocab == cfg.thought_vocab
+    with pytest.raises(NtpRlError, match="thought_vocab"):
+        thought_marks(tok, ThoughtConfig(thought_vocab="<|startofthought|>"))

@@ -24,8 +24,17 @@ def test_missing_model_is_one_line(tmp_path):
                        capture_output=True, text=True, env=dict(os.environ, NTP_RL_CACHE=str(tmp_path)), timeout=120)
     assert r.returncode == 2 and "ntp_rl_prepare_twohop" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
-needs_model = pytest.mark.skipif(os.environ.get("NTP_RL_TWOHOP") != "1", reason="builds twohop-llama (minutes of training) and "
-    "checks the task's properties, which the current pretraining recipe does not reach yet (issue 12); set NTP_RL_TWOHOP=1")
+def test_induction_init_looks_one_hop_up_before_training(tmp_path):
+    "The circuit written by induction_init answers one-hop queries at step 0 (random weights: log 16 or worse), and only one hop."
+    from ntp_rl.twohop import TwohopModelConfig, init_twohop_model, position_nll, twohop_eval_windows
+    model, tok = load_model(str(init_twohop_model(tmp_path/"m")), device="cpu", attn_implementation="eager")
+    m = position_nll(model, tok, twohop_eval_windows(tok, n_docs=16)).groupby("type").nll.mean()
+    assert m["onehop"] < 1.5 and m["twohop"] > 2.7, m
+    att = model(**tok(twohop_docs(1, 5)[0], return_tensors="pt"), output_attentions=True).attentions[0][0, 0]  # (L, L) layer 1, head 0
+    assert att.diagonal(-1).mean() > 0.9  # the previous-token head
+
+needs_model = pytest.mark.skipif(os.environ.get("NTP_RL_TWOHOP") != "1", reason="builds twohop-llama once (about 3 min "
+    "of training) and checks the task's properties; set NTP_RL_TWOHOP=1")
 
 @pytest.fixture(scope="module")
 def built():
