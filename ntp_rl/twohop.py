@@ -14,13 +14,15 @@ from .core import *
 from .data import *
 from .thoughts import *
 from .quietstar import bootstrap_mean
+from .budget import BudgetConfig, BudgetValues, new_budget_values, break_even_price, value_loss
 from .trainer import TrainConfig, train, read_metrics
 
 
 # %% auto #0
-__all__ = ['TWOHOP_MODEL', 'TWOHOP_INITS', 'ANCHOR_TYPES', 'THOUGHT_KINDS', 'TwohopModelConfig', 'induction_init',
+__all__ = ['TWOHOP_MODEL', 'TWOHOP_INITS', 'ANCHOR_TYPES', 'THOUGHT_KINDS', 'PLACEMENTS', 'TwohopModelConfig', 'induction_init',
            'init_twohop_model', 'twohop_train_config', 'build_twohop_model', 'prepare_twohop_model',
-           'twohop_eval_windows', 'position_nll', 'type_summary', 'twohop_anchors', 'oracle_thoughts', 'thought_nll']
+           'twohop_eval_windows', 'position_nll', 'type_summary', 'twohop_anchors', 'oracle_thoughts', 'thought_nll',
+           'placement_mask', 'placement_row', 'placement_curve', 'fit_oracle_values']
 
 # %% ../nbs/07a_twohop.ipynb #1bf4bb4d
 TWOHOP_MODEL = "twohop-llama" # the built-in name (core's BUILT_MODELS maps it to its prepare command)
@@ -205,7 +207,10 @@ def thought_nll(model, tok, windows:Windows,
                 thoughts:str="oracle", # "oracle" (teacher-forced π(c)) or "sampled" (the model's own thoughts)
                 head:MixingHead|None=None, # a mixing head: adds the mixed prediction's NLL
                 temperature:float=1.0, # sampling temperature of "sampled" thoughts
-                seed:int=0, batch_size:int=64) -> pd.DataFrame:
+                seed:int=0, batch_size:int=64,
+                types:tuple=ANCHOR_TYPES, # position types to think before (TWOHOP_TYPES: every predicted token)
+                values:BudgetValues|None=None, # value estimates: adds their break-even price λ* at each anchor
+               ) -> pd.DataFrame:
     "At every anchor: NLL of the next token without a thought (base), after a one-token thought (unmixed) and mixed, with the thought."
     check(thoughts in THOUGHT_KINDS, f"thoughts={thoughts!r}; use one of: {', '.join(THOUGHT_KINDS)}")
     cfg = ThoughtConfig(thought_len=3, n_ahead=1, n_thoughts=1, temperature=temperature)
@@ -215,16 +220,89 @@ def thought_nll(model, tok, windows:Windows,
     for s in range(0, len(windows), batch_size):
         ids, am = windows.input_ids[s:s+batch_size], windows.attention_mask[s:s+batch_size]
         lab = twohop_labels(ids, tok)
-        pos, ok = twohop_anchors(lab)
+        pos, ok = twohop_anchors(lab, types)
+        ok &= am.gather(1, pos + 1).bool()  # a real token to predict (padding is labelled 'other')
         if thoughts == "oracle": tokens = oracle_thoughts(lab, pos, marks, tok, seed + s)
         else: tokens = sample_thought_tokens(model, ids.to(dev), am.to(dev), cfg, marks, pos.to(dev), g)[0].cpu()
         th = thought_forward(model, ids.to(dev), am.to(dev), tokens.to(dev), cfg, marks, head, positions=pos.to(dev))
         b, p = ok.nonzero(as_tuple=True)
         col = dict(base=-th.base_logprobs[..., 0], thought=-th.lookahead_logprobs[:, 0, :, 0])  # (B, P) each
         if head is not None: col["mixed"] = -th.mixed_logprobs[:, 0, :, 0]
+        if values is not None:
+            D = th.base_hidden.shape[-1]
+            h = th.base_hidden.gather(1, pos.to(dev)[..., None].expand(-1, -1, D))  # (B, P, D)
+            col["value"] = break_even_price(values(h), values.budgets)  # (B, P)
         rows.append(pd.DataFrame(dict(window=(b + s).numpy(), pos=(pos[b, p] + 1).numpy(),
                                       type=np.array(TWOHOP_TYPES)[lab.types.gather(1, pos + 1)[b, p].numpy()],
                                       **{k: v.cpu()[b, p].numpy() for k, v in col.items()},
                                       thought_token=tokens[b, 0, p, 1].numpy(),
                                       intermediate=lab.intermediate.gather(1, pos + 1)[b, p].numpy())))
     return pd.concat(rows, ignore_index=True)
+
+# %% ../nbs/07a_twohop.ipynb #4534321f
+PLACEMENTS = ("learned", "entropy", "random", "oracle") # how `placement_mask` ranks the positions
+
+def placement_mask(df:pd.DataFrame, # rows of `thought_nll(..., types=TWOHOP_TYPES)`, with `entropy` (and `value` for learned)
+                   method:str, n:int, # think at the n rows ranked highest
+                   seed:int=0) -> np.ndarray: # (rows,) bool
+    "Think at the n highest-ranked rows: by the estimates' break-even price λ* (learned), base entropy, at random, or two-hop answers first (oracle)."
+    check(method in PLACEMENTS, f"method={method!r}; use one of: {', '.join(PLACEMENTS)}")
+    check(method != "learned" or "value" in df, "the learned placement needs a `value` column: pass values= to thought_nll")
+    check(method != "entropy" or "entropy" in df, "the entropy placement needs an `entropy` column: merge position_nll's")
+    tie = np.random.default_rng(seed).random(len(df))  # random order, and the tie-break of the others
+    score = dict(learned=lambda: df["value"].to_numpy(), entropy=lambda: df["entropy"].to_numpy(), random=lambda: tie,
+                 oracle=lambda: (df["type"] == "twohop").to_numpy() + 0.5 * tie)[method]()
+    think = np.zeros(len(df), dtype=bool)
+    think[np.lexsort((-tie, -score))[:n]] = True
+    return think
+
+def placement_row(df:pd.DataFrame, think:np.ndarray, # (rows,) bool: where a thought is written
+                  budget:int=3, # thought tokens per thought (START and END included; thought_nll's thoughts: 3)
+                  nll:str="mixed", # the column read where thinking: "mixed" (with a head) or "thought" (unmixed)
+                  n_boot:int=1000, seed:int=0) -> dict:
+    "NLL over every row (the `nll` column where `think`, base elsewhere) and its gain over no thoughts, with bootstrap intervals over windows; thought tokens per emitted token; where the thoughts went."
+    x, base, typ = np.where(think, df[nll].to_numpy(), df["base"].to_numpy()), df["base"].to_numpy(), df["type"].to_numpy()
+    per = pd.DataFrame(dict(window=df["window"].to_numpy(), x=x, d=base - x)).groupby("window").agg(["sum", "count"])
+    cnt = per[("x", "count")].to_numpy()
+    m, lo, hi = bootstrap_mean(per[("x", "sum")].to_numpy(), cnt, n_boot, seed)
+    g, glo, ghi = bootstrap_mean(per[("d", "sum")].to_numpy(), cnt, n_boot, seed)
+    out = dict(thought_tokens=budget * float(think.mean()), nll=m, nll_lo=lo, nll_hi=hi, gain=g, gain_lo=glo, gain_hi=ghi,
+               frac_at_twohop=float((think & (typ == "twohop")).sum() / max(int(think.sum()), 1)))
+    for t in ANCHOR_TYPES: out[f"p_think_{t}"] = float(think[typ == t].mean()) if (typ == t).any() else float("nan")
+    return out
+
+def placement_curve(df:pd.DataFrame, rates:tuple, # thinking rates (fractions of the rows)
+                    methods:tuple=PLACEMENTS, budget:int=3, nll:str="mixed", n_boot:int=1000, seed:int=0) -> pd.DataFrame:
+    "`placement_row` of every method at each rate: the placements compared at equal thought tokens per emitted token."
+    rows = []
+    for r in rates:
+        n = int(round(r * len(df)))
+        for m in methods:
+            rows.append(dict(method=m, rate=n / len(df), **placement_row(df, placement_mask(df, m, n, seed), budget, nll, n_boot, seed)))
+    return pd.DataFrame(rows)
+
+def fit_oracle_values(model, tok, windows:Windows, # training windows (not the evaluation's)
+                      steps:int=300, lr:float=1e-2, d_hidden:int=64, seed:int=0, batch_size:int=64) -> BudgetValues:
+    "POSITIVE CONTROL: 06's value estimates (budgets (0, 3), horizon 1) regressed with `value_loss` on the unmixed gain of the oracle thought at every position."
+    cfg, tcfg = BudgetConfig(budgets=(0, 3), lookaheads=(1,), value_hidden=d_hidden), ThoughtConfig(thought_len=3, n_ahead=1)
+    marks, dev, hs, gs = add_thought_tokens(model, tok, tcfg), model.device, [], []
+    with torch.no_grad():
+        for s in range(0, len(windows), batch_size):
+            ids, am = windows.input_ids[s:s+batch_size], windows.attention_mask[s:s+batch_size]
+            lab = twohop_labels(ids, tok)
+            pos, ok = twohop_anchors(lab, TWOHOP_TYPES)
+            ok &= am.gather(1, pos + 1).bool()
+            th = thought_forward(model, ids.to(dev), am.to(dev), oracle_thoughts(lab, pos, marks, tok, seed + s).to(dev), tcfg,
+                                 marks, positions=pos.to(dev))
+            D = th.base_hidden.shape[-1]
+            hs.append(th.base_hidden.gather(1, pos.to(dev)[..., None].expand(-1, -1, D))[ok.to(dev)].float())  # (N, D)
+            gs.append((th.lookahead_logprobs[:, 0, :, 0] - th.base_logprobs[..., 0])[ok.to(dev)].float())  # (N,) nats
+    h, g = torch.cat(hs), torch.cat(gs)
+    vals = new_budget_values(model, cfg, seed)
+    opt, gen = torch.optim.Adam(vals.parameters(), lr), torch.Generator().manual_seed(seed)
+    zero, one = torch.zeros(512, 1, dtype=torch.long, device=dev), torch.ones(512, 1, 1, dtype=torch.bool, device=dev)
+    for _ in range(steps):
+        i = torch.randint(len(h), (512,), generator=gen).to(dev)
+        loss = value_loss(vals(h[i])[:, None], zero, g[i][:, None, None], one)  # (512, 1, nb-1=1, na=1) estimates
+        opt.zero_grad(); loss.backward(); opt.step()
+    return vals.eval()

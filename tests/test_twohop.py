@@ -57,3 +57,27 @@ def test_oracle_thought(built):
     m = thought_nll(model, tok, ew).groupby("type")[["base", "thought"]].mean()
     assert m.loc["twohop", "base"] - m.loc["twohop", "thought"] >= 2.0, m
     assert abs(m.loc["noise", "base"] - m.loc["noise", "thought"]) < 0.05, m
+
+def test_placements_at_equal_thought_tokens():
+    import numpy as np, pandas as pd
+    from ntp_rl.twohop import placement_mask, placement_row, placement_curve
+    rng = np.random.default_rng(0)
+    typ = np.array(["other"] * 60 + ["noise"] * 20 + ["onehop"] * 10 + ["twohop"] * 10)
+    base = np.where(typ == "twohop", 3.0, np.where(typ == "onehop", 0.0, 2.0))
+    df = pd.DataFrame(dict(window=np.arange(100) % 10, pos=np.arange(100), type=typ, base=base,
+                           thought=np.where(typ == "twohop", 0.5, base + 0.3), entropy=np.where(typ == "onehop", 0.1, 2.7) + rng.random(100) * 0.1,
+                           value=np.where(typ == "twohop", 0.8, -0.1) + rng.random(100) * 0.01))
+    for m in ("learned", "oracle"):
+        r = placement_row(df, placement_mask(df, m, 10), nll="thought", n_boot=100)
+        assert r["frac_at_twohop"] == 1.0 and r["p_think_noise"] == 0.0 and abs(r["gain"] - 10 * 2.5 / 100) < 1e-9
+        assert r["nll_lo"] <= r["nll"] <= r["nll_hi"] and abs(r["thought_tokens"] - 0.3) < 1e-9
+    e = placement_row(df, placement_mask(df, "entropy", 10), nll="thought", n_boot=100)
+    assert e["gain"] < 0.25  # entropy cannot tell two-hop answers from noise
+    cur = placement_curve(df, (0.1, 0.2), nll="thought", n_boot=50)
+    assert (cur.groupby("rate").thought_tokens.nunique() == 1).all() and len(cur) == 8
+
+def test_oracle_values_learn_from_a_fresh_model(tmp_path):
+    from ntp_rl.twohop import init_twohop_model, twohop_eval_windows, fit_oracle_values
+    m, tok = load_model(str(init_twohop_model(tmp_path/"m")), device="cpu")
+    v = fit_oracle_values(m, tok, twohop_eval_windows(tok, 4), steps=3)
+    assert v.out.weight.abs().sum() > 0  # the estimates start at zero; the regression moved them
