@@ -531,6 +531,9 @@ def _prepare(model, input_ids, attention_mask, cfg, marks, positions):
     check(max(marks.ids) < model.get_input_embeddings().weight.shape[0],
           "the model has no rows for the thought tokens; call add_thought_tokens(model, tok, cfg) first")
     if attention_mask is None: attention_mask = torch.ones_like(input_ids)
+    check(not torch.isin(input_ids[attention_mask.bool()], torch.tensor(marks.ids, device=input_ids.device)).any(),
+          "the text holds thought-marker tokens; thoughts predict text with the markers excluded, so their NLL would be "
+          "infinite: think on text without them (e.g. corpus twohop, not twohop-pretrain)")
     if positions is None: positions = torch.arange(L, device=input_ids.device).expand(B, L)
     positions = torch.as_tensor(positions, device=input_ids.device).long()
     if positions.ndim == 1: positions = positions.expand(B, -1)

@@ -461,3 +461,13 @@ def test_thought_vocab_restricts_sampling_replay_and_reload(tmp_path):
     assert lo.marks == th.marks and lo.cfg.thought_vocab == cfg.thought_vocab
     with pytest.raises(NtpRlError, match="thought_vocab"):
         thought_marks(tok, ThoughtConfig(thought_vocab="<|startofthought|>"))
+
+def test_text_with_thought_markers_is_refused():
+    "Markers in the text would be targets whose logit is −∞ (a NaN loss at step 1): one line saying what to use instead."
+    model, tok = tiny_model("llama")
+    th = make_thinker(model, tok, ThoughtConfig(thought_len=3, n_ahead=1))
+    ids = tok(f"the cat {START_THOUGHT} sat {END_THOUGHT} on the mat", return_tensors="pt").input_ids
+    with pytest.raises(NtpRlError, match="text holds thought-marker tokens.*not twohop-pretrain"):
+        sample_thoughts(th.model, ids, None, th.cfg, th.marks, th.head)
+    clean = tok("the cat sat on the mat", return_tensors="pt").input_ids
+    assert sample_thoughts(th.model, clean, None, th.cfg, th.marks, th.head).tokens.shape[0] == 1
