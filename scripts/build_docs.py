@@ -230,14 +230,16 @@ def _clean_showdoc_md(md: str) -> str:
     md = _re_source.sub(r"[source](\1)", md)  # styled by render(): a raw <a> here would lose its text in nbconvert
     return re.sub(r"```.*?```", lambda m: _re_mdlink.sub(r"\1", m.group(0)), md, flags=re.S)
 
-def _is_progress(o: dict) -> bool:
-    "A tqdm progress bar written to stderr (noise in a rendered page; Quarto users hide it with `#| output: false`)."
-    txt = "".join(o.get("text", "")) if o.get("output_type") == "stream" and o.get("name") == "stderr" else ""
-    return bool(txt) and all(re.search(r"\d+%\||it/s\]|s/it\]", l) for l in txt.splitlines() if l.strip())
+def _without_progress():
+    "make_outputs' `without_progress` (one rule for tqdm bars, in committed outputs and in rendered pages)."
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_outputs", ROOT/"scripts"/"make_outputs.py")
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod.without_progress
 
 def clean_proc_nb(raw: dict) -> tuple[dict, dict]:
     "A `_proc` notebook → (valid nbformat dict ready for nbconvert, its front matter)."
-    fm, cells = {}, []
+    fm, cells, without_progress = {}, [], _without_progress()
     for c in raw["cells"]:
         c.pop("has_sd", None)  # nbdev 2.4's show_doc marker: not nbformat
         src = "".join(c.get("source") or [])
@@ -254,7 +256,7 @@ def clean_proc_nb(raw: dict) -> tuple[dict, dict]:
             if not c.get("outputs") and "remove_input" in tags: continue
             c["execution_count"] = None
             c.setdefault("outputs", [])
-            c["outputs"] = [o for o in c["outputs"] if not _is_progress(o)]
+            c["outputs"] = [o for o in map(without_progress, c["outputs"]) if o is not None]
             for o in c["outputs"]:
                 md = o.get("data", {}).get("text/markdown")
                 if md is not None: o["data"]["text/markdown"] = _clean_showdoc_md("".join(md) if isinstance(md, list) else md)
