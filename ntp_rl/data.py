@@ -288,6 +288,7 @@ class TwohopConfig:
     min_keys: int = 0 # 0: every table maps all symbols; k: table sizes log-uniform in [k, n_symbols] (short tables train faster)
     warm_start: str = "none" # none | lookup: a thought holds a random z and the answer is π(z) | intermediate: it holds π(c)
     warm_frac: float = 0.0 # fraction of sequences written with thoughts (the warm start; see below)
+    warm_intermediate: float = 0.0 # lookup warm start: fraction of its two-hop thoughts that hold π(c) instead of a random z
     def __post_init__(self):
         check(2 <= self.n_symbols <= len(TWOHOP_SYMBOLS), f"TwohopConfig.n_symbols={self.n_symbols}; use 2..{len(TWOHOP_SYMBOLS)}")
         check(min(self.n_onehop, self.n_twohop, self.n_noise) >= 0 and self.noise_len >= 1,
@@ -296,6 +297,8 @@ class TwohopConfig:
         check(self.min_keys == 0 or 1 <= self.min_keys <= self.n_symbols, f"TwohopConfig.min_keys={self.min_keys}; use 0 (full tables) or 1..n_symbols")
         check(self.warm_start in WARM_STARTS, f"TwohopConfig.warm_start={self.warm_start!r}; use one of: {', '.join(WARM_STARTS)}")
         check(0 <= self.warm_frac <= 1, f"TwohopConfig.warm_frac={self.warm_frac}; use a fraction in [0, 1]")
+        check(0 <= self.warm_intermediate <= 1 and (self.warm_intermediate == 0 or self.warm_start == "lookup"),
+              f"TwohopConfig.warm_intermediate={self.warm_intermediate}; use a fraction in [0, 1], with warm_start='lookup'")
         check(self.warm_start != "none" or self.warm_frac == 0, "TwohopConfig.warm_frac > 0 needs warm_start='lookup' or 'intermediate'")
     @property
     def symbols(self) -> tuple[str, ...]: return TWOHOP_SYMBOLS[:self.n_symbols]
@@ -318,7 +321,9 @@ def twohop_sequence(rng:np.random.Generator, cfg:TwohopConfig, warm:bool=False) 
         elif s == "Q":
             c = next(q_keys)
             if warm and cfg.warm_start == "lookup":
-                z = rng.integers(m); out += ["Q", S[c], start, S[z], end, S[pi[z]]]
+                z = rng.integers(m)
+                if cfg.warm_intermediate and rng.random() < cfg.warm_intermediate: z = pi[c]  # the useful thought
+                out += ["Q", S[c], start, S[z], end, S[pi[z]]]
             elif warm and cfg.warm_start == "intermediate": out += ["Q", S[c], start, S[pi[c]], end, S[pi[pi[c]]]]
             else: out += ["Q", S[c], S[pi[pi[c]]]]
         else:
@@ -396,7 +401,7 @@ def twohop_labels(input_ids:torch.Tensor, # (B, L) or (L,) token ids of twohop w
     return TwohopLabels(types, inter)
 
 # %% ../nbs/01_data.ipynb #d75acf90
-TWOHOP_PRETRAIN = TwohopConfig(min_keys=2, warm_start="lookup", warm_frac=0.25) # twohop-llama's pretraining mix (07a_twohop)
+TWOHOP_PRETRAIN = TwohopConfig(min_keys=2, warm_start="lookup", warm_frac=0.5, warm_intermediate=1.0) # twohop-llama's pretraining mix (07a_twohop)
 
 CORPORA.update({
     "twohop": lambda n_docs=None, seed=0: twohop_docs(n_docs, seed), # full tables, no thoughts: evaluation

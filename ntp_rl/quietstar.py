@@ -37,6 +37,7 @@ class QuietStarConfig:
     mixed_weight: float = 0.5 # look-ahead NLL of the mixed prediction (released: 1 − original_loss_weight)
     thought_weight: float = 0.5 # look-ahead NLL of the thought-conditioned prediction (not in the release; see below)
     policy_weight: float = 1.0 # REINFORCE term (released: 1e6, see below)
+    entropy_weight: float = 0.0 # β: REINFORCE maximises reward + β·H(π), i.e. rewards r − β·log π (not in the release; see below)
     marker_lr_scale: float = 100.0 # START/END learn at lr × this (released: embedding_scale = 1e2 reparametrisation)
     baseline_decay: float = 0.9 # K = 1 only: decay of the running mean of rewards used as the baseline
     thought_source: str = "sampled" # "sampled" thoughts, or "filler": the pause control (same length, fixed tokens, no RL)
@@ -50,7 +51,7 @@ class QuietStarConfig:
         self.thought_config()  # T >= 2, A >= 1, K >= 1, temperatures
         check(self.advantage in ADVANTAGES, f"advantage={self.advantage!r}; use one of: {', '.join(ADVANTAGES)}")
         check(self.thought_source in THOUGHT_SOURCES, f"thought_source={self.thought_source!r}; use one of: {', '.join(THOUGHT_SOURCES)}")
-        for k in ("base_weight", "mixed_weight", "thought_weight", "policy_weight"):
+        for k in ("base_weight", "mixed_weight", "thought_weight", "policy_weight", "entropy_weight"):
             check(getattr(self, k) >= 0, f"{k}={getattr(self, k)}; use 0 (term off) or a positive weight")
         check(self.base_weight + self.mixed_weight + self.thought_weight > 0, "base_weight, mixed_weight and thought_weight are all 0; give at least one NLL term a weight")
         check(self.marker_lr_scale > 0, f"marker_lr_scale={self.marker_lr_scale}; use a positive multiplier (1 = the LM's lr)")
@@ -113,7 +114,8 @@ def quietstar_loss(th:Thoughts, # a differentiable replay (`thought_forward`) wi
     has_target = valid[:, None, :, 0].expand_as(reward)  # (B, K, P): a thought can be scored
     logp = th.logprobs.sum(-1)  # (B, K, P) log π of the sampled thought tokens
     learn = cfg.thought_source == "sampled" and th.logprobs.shape[-1] > 0  # filler thoughts and T = 2 have no policy
-    adv = advantages(reward, cfg.advantage, baseline) if learn else torch.zeros_like(reward)
+    soft = reward - cfg.entropy_weight * logp.detach()  # (B, K, P): the entropy-regularised reward (= reward when β = 0)
+    adv = advantages(soft, cfg.advantage, baseline) if learn else torch.zeros_like(reward)
     policy = reinforce_loss(adv, logp, has_target) if learn else logp.new_zeros(())
     loss = (cfg.base_weight * nll_base + cfg.mixed_weight * nll_mixed + cfg.thought_weight * nll_thought
             + cfg.policy_weight * policy)

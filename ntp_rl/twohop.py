@@ -16,13 +16,14 @@ from .thoughts import *
 from .quietstar import bootstrap_mean
 from .budget import BudgetConfig, BudgetValues, new_budget_values, break_even_price, value_loss
 from .trainer import TrainConfig, train, read_metrics
+from .viewer import render_page
 
 
 # %% auto #0
 __all__ = ['TWOHOP_MODEL', 'TWOHOP_INITS', 'ANCHOR_TYPES', 'THOUGHT_KINDS', 'PLACEMENTS', 'TwohopModelConfig', 'induction_init',
            'init_twohop_model', 'twohop_train_config', 'build_twohop_model', 'prepare_twohop_model',
            'twohop_eval_windows', 'position_nll', 'type_summary', 'twohop_anchors', 'oracle_thoughts', 'thought_nll',
-           'placement_mask', 'placement_row', 'placement_curve', 'fit_oracle_values']
+           'twohop_page', 'placement_mask', 'placement_row', 'placement_curve', 'fit_oracle_values']
 
 # %% ../nbs/07a_twohop.ipynb #1bf4bb4d
 TWOHOP_MODEL = "twohop-llama" # the built-in name (core's BUILT_MODELS maps it to its prepare command)
@@ -178,7 +179,7 @@ def type_summary(df:pd.DataFrame, value:str="nll", n_boot:int=1000, seed:int=0) 
 
 # %% ../nbs/07a_twohop.ipynb #32a39f42
 ANCHOR_TYPES = ("noise", "onehop", "twohop") # position types whose predictions thoughts are compared on
-THOUGHT_KINDS = ("oracle", "sampled") # what `thought_nll` puts in the thought slot
+THOUGHT_KINDS = ("oracle", "sampled", "filler") # what `thought_nll` puts in the thought slot
 
 def twohop_anchors(lab:TwohopLabels, types:tuple=ANCHOR_TYPES) -> tuple[torch.Tensor, torch.Tensor]:
     "Positions to think after: t−1 for every token t of `types`, as (B, P) `positions` padded by repetition and a (B, P) `valid` mask."
@@ -204,12 +205,13 @@ def oracle_thoughts(lab:TwohopLabels, positions:torch.Tensor, # (B, P) from `two
 
 @torch.no_grad()
 def thought_nll(model, tok, windows:Windows,
-                thoughts:str="oracle", # "oracle" (teacher-forced π(c)) or "sampled" (the model's own thoughts)
+                thoughts:str="oracle", # "oracle" (teacher-forced π(c)), "sampled" (the model's own thoughts) or "filler" (filler_text)
                 head:MixingHead|None=None, # a mixing head: adds the mixed prediction's NLL
                 temperature:float=1.0, # sampling temperature of "sampled" thoughts
                 seed:int=0, batch_size:int=64,
                 types:tuple=ANCHOR_TYPES, # position types to think before (TWOHOP_TYPES: every predicted token)
                 values:BudgetValues|None=None, # value estimates: adds their break-even price λ* at each anchor
+                filler_text:str="a", # the one thought token of thoughts="filler" (the pause control's)
                ) -> pd.DataFrame:
     "At every anchor: NLL of the next token without a thought (base), after a one-token thought (unmixed) and mixed, with the thought."
     check(thoughts in THOUGHT_KINDS, f"thoughts={thoughts!r}; use one of: {', '.join(THOUGHT_KINDS)}")
@@ -223,6 +225,9 @@ def thought_nll(model, tok, windows:Windows,
         pos, ok = twohop_anchors(lab, types)
         ok &= am.gather(1, pos + 1).bool()  # a real token to predict (padding is labelled 'other')
         if thoughts == "oracle": tokens = oracle_thoughts(lab, pos, marks, tok, seed + s)
+        elif thoughts == "filler":
+            tokens = oracle_thoughts(lab, pos, marks, tok, seed + s)
+            tokens[..., 1] = tok.convert_tokens_to_ids(filler_text)
         else: tokens = sample_thought_tokens(model, ids.to(dev), am.to(dev), cfg, marks, pos.to(dev), g)[0].cpu()
         th = thought_forward(model, ids.to(dev), am.to(dev), tokens.to(dev), cfg, marks, head, positions=pos.to(dev))
         b, p = ok.nonzero(as_tuple=True)
@@ -238,6 +243,31 @@ def thought_nll(model, tok, windows:Windows,
                                       thought_token=tokens[b, 0, p, 1].numpy(),
                                       intermediate=lab.intermediate.gather(1, pos + 1)[b, p].numpy())))
     return pd.concat(rows, ignore_index=True)
+
+# %% ../nbs/07a_twohop.ipynb #a1b2c3d5
+def twohop_page(windows:Windows, tok, ent:pd.DataFrame, # `position_nll` of the pretrained model (entropy shading)
+                df:pd.DataFrame, # `thought_nll` rows with a `mixed` column: the thoughts and what they did
+                n:int=3, # sequences drawn
+                title:str="Two-hop task: where thoughts pay",
+                paid:float=0.5, # underline answers whose mixed NLL is lower than the base NLL by more than this (nats)
+               ) -> str:
+    "03's entropy page of the first `n` sequences: shading by base entropy, and at every anchor the thought, its type and both NLLs in the hover."
+    check("mixed" in df, "twohop_page needs the mixed NLL: pass head= to thought_nll")
+    names = tok.convert_ids_to_tokens(list(range(len(tok))))
+    examples = []
+    for w in range(min(n, len(windows))):
+        ids = windows.input_ids[w][windows.attention_mask[w].bool()].tolist()
+        e = ent[ent.window == w].set_index("pos")
+        rows = [dict(pos=p, token=" " + names[t], entropy=float(e.entropy.get(p, float("nan"))),
+                     surprisal=float(e.nll.get(p, float("nan")))) for p, t in enumerate(ids)]
+        overlay, d = [None] * len(rows), df[df.window == w]
+        for r in d.itertuples():
+            overlay[r.pos] = {"type": r.type, "thought": names[r.thought_token], "budget": int(r.base - r.mixed > paid),
+                              "nll without thought": float(r.base), "nll mixed": float(r.mixed),
+                              **({"intermediate π(c)": names[r.intermediate]} if r.intermediate >= 0 else {})}
+        gain = float((d.base - d.mixed).sum())
+        examples.append(dict(rows=rows, overlay=overlay, title=f"sequence {w}", meta={"nats saved by thoughts": round(gain, 2)}))
+    return render_page(examples, title=title, info="shading: the pretrained model's entropy; underlined: answers a thought paid for")
 
 # %% ../nbs/07a_twohop.ipynb #4534321f
 PLACEMENTS = ("learned", "entropy", "random", "oracle") # how `placement_mask` ranks the positions
