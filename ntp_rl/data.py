@@ -5,6 +5,7 @@
 # %% ../nbs/01_data.ipynb #de37018a
 from __future__ import annotations
 import importlib.util, json, subprocess, sys, tarfile
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -14,11 +15,11 @@ from .core import *
 
 # %% auto #0
 __all__ = ['SHAKESPEARE', 'CORPORA', 'FILE_TYPES', 'SPLITS', 'TWOHOP_SYMBOLS', 'TWOHOP_MARKS', 'TWOHOP_TYPES', 'WARM_STARTS',
-           'TWOHOP_THOUGHT', 'TWOHOP_PRETRAIN', 'wiki_docs', 'gsm_problems', 'gsm_docs', 'prepare_shakespeare',
-           'shakespeare_docs', 'verne_docs', 'file_docs', 'load_corpus', 'corpus_files', 'input_hashes', 'split_docs',
-           'Windows', 'make_windows', 'model_context', 'tokenize_docs', 'load_windows', 'iter_batches', 'windows_nll',
-           'prepare', 'TwohopConfig', 'twohop_sequence', 'twohop_docs', 'twohop_tokenizer', 'TwohopLabels',
-           'twohop_labels']
+           'TWOHOP_THOUGHT', 'TWOHOP_PRETRAIN', 'TWOHOP_MIXES', 'wiki_docs', 'gsm_problems', 'gsm_docs',
+           'prepare_shakespeare', 'shakespeare_docs', 'verne_docs', 'file_docs', 'load_corpus', 'corpus_files',
+           'input_hashes', 'split_docs', 'Windows', 'make_windows', 'model_context', 'tokenize_docs', 'load_windows',
+           'iter_batches', 'windows_nll', 'prepare', 'TwohopConfig', 'twohop_sequence', 'twohop_docs',
+           'twohop_tokenizer', 'TwohopLabels', 'twohop_labels']
 
 # %% ../nbs/01_data.ipynb #5c3b889e
 def _package_dir(pkg:str, install:str) -> Path:
@@ -321,7 +322,7 @@ def twohop_sequence(rng:np.random.Generator, cfg:TwohopConfig, warm:bool=False) 
         elif s == "Q":
             c = next(q_keys)
             if warm and cfg.warm_start == "lookup":
-                z = rng.integers(m)
+                z = rng.integers(m)  # drawn either way: warm_intermediate = 0 keeps the stream of the plain lookup warm start
                 if cfg.warm_intermediate and rng.random() < cfg.warm_intermediate: z = pi[c]  # the useful thought
                 out += ["Q", S[c], start, S[z], end, S[pi[z]]]
             elif warm and cfg.warm_start == "intermediate": out += ["Q", S[c], start, S[pi[c]], end, S[pi[pi[c]]]]
@@ -402,8 +403,11 @@ def twohop_labels(input_ids:torch.Tensor, # (B, L) or (L,) token ids of twohop w
 
 # %% ../nbs/01_data.ipynb #d75acf90
 TWOHOP_PRETRAIN = TwohopConfig(min_keys=2, warm_start="lookup", warm_frac=0.5, warm_intermediate=1.0) # twohop-llama's pretraining mix (07a_twohop)
+TWOHOP_MIXES = { # pretraining mixes by corpus name: twohop-llama's, and two weaker warm starts (experiments/twohop measures them)
+    "twohop-pretrain": TWOHOP_PRETRAIN, # every two-hop thought holds π(c)
+    "twohop-pretrain-half": dataclasses.replace(TWOHOP_PRETRAIN, warm_intermediate=0.5), # half of them do, half a random z
+    "twohop-pretrain-format": dataclasses.replace(TWOHOP_PRETRAIN, warm_intermediate=0.0), # the format only: a random z
+}
 
-CORPORA.update({
-    "twohop": lambda n_docs=None, seed=0: twohop_docs(n_docs, seed), # full tables, no thoughts: evaluation
-    "twohop-pretrain": lambda n_docs=None, seed=0: twohop_docs(n_docs, seed, TWOHOP_PRETRAIN), # with the curriculum and warm start
-})
+CORPORA["twohop"] = lambda n_docs=None, seed=0: twohop_docs(n_docs, seed) # full tables, no thoughts: evaluation
+for _name, _mix in TWOHOP_MIXES.items(): CORPORA[_name] = lambda n_docs=None, seed=0, mix=_mix: twohop_docs(n_docs, seed, mix)

@@ -215,7 +215,8 @@ def thought_nll(model, tok, windows:Windows,
                ) -> pd.DataFrame:
     "At every anchor: NLL of the next token without a thought (base), after a one-token thought (unmixed) and mixed, with the thought."
     check(thoughts in THOUGHT_KINDS, f"thoughts={thoughts!r}; use one of: {', '.join(THOUGHT_KINDS)}")
-    cfg = ThoughtConfig(thought_len=3, n_ahead=1, n_thoughts=1, temperature=temperature)
+    alphabet = " ".join(w for w in TWOHOP_SYMBOLS if w in tok.get_vocab())  # a thought is one symbol, as in training
+    cfg = ThoughtConfig(thought_len=3, n_ahead=1, n_thoughts=1, temperature=temperature, thought_vocab=alphabet)
     marks = add_thought_tokens(model, tok, cfg)  # a twohop tokenizer has the markers: their trained rows are kept
     g = torch.Generator(device=model.device).manual_seed(seed)
     rows, dev = [], model.device
@@ -227,7 +228,7 @@ def thought_nll(model, tok, windows:Windows,
         if thoughts == "oracle": tokens = oracle_thoughts(lab, pos, marks, tok, seed + s)
         elif thoughts == "filler":
             tokens = oracle_thoughts(lab, pos, marks, tok, seed + s)
-            tokens[..., 1] = tok.convert_tokens_to_ids(filler_text)
+            tokens[..., 1] = tok(filler_text, add_special_tokens=False).input_ids[0]  # its first token, as QuietStarObjective's filler
         else: tokens = sample_thought_tokens(model, ids.to(dev), am.to(dev), cfg, marks, pos.to(dev), g)[0].cpu()
         th = thought_forward(model, ids.to(dev), am.to(dev), tokens.to(dev), cfg, marks, head, positions=pos.to(dev))
         b, p = ok.nonzero(as_tuple=True)

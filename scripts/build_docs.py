@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse, base64, hashlib, html, json, os, re, shutil, subprocess, sys, tarfile, tempfile, time, traceback
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from multiprocessing import get_context
 from pathlib import Path
 import yaml
@@ -230,8 +231,9 @@ def _clean_showdoc_md(md: str) -> str:
     md = _re_source.sub(r"[source](\1)", md)  # styled by render(): a raw <a> here would lose its text in nbconvert
     return re.sub(r"```.*?```", lambda m: _re_mdlink.sub(r"\1", m.group(0)), md, flags=re.S)
 
+@cache
 def _without_progress():
-    "make_outputs' `without_progress` (one rule for tqdm bars, in committed outputs and in rendered pages)."
+    "make_outputs' `without_progress` (one rule for tqdm bars, in committed outputs and in rendered pages), loaded once."
     import importlib.util
     spec = importlib.util.spec_from_file_location("make_outputs", ROOT/"scripts"/"make_outputs.py")
     mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)

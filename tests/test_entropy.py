@@ -173,8 +173,10 @@ def test_bad_inputs(tmp_path, kw, msg):
 
 def test_cli_error_is_one_line(tmp_path):
     r = _cli("--model", "tiny-llama", "--data", "wki", "--device", "cpu", "--out", str(tmp_path))
-    assert r.returncode == 2 and r.stderr.strip() == "error: unknown corpus 'wki'; use one of: wiki, gsm, shakespeare, verne, " \
-        "twohop, twohop-pretrain, or a path to a .txt/.jsonl/.json/.parquet file", r.stderr
+    from ntp_rl.data import CORPORA
+    assert list(CORPORA)[:6] == ["wiki", "gsm", "shakespeare", "verne", "twohop", "twohop-pretrain"]
+    assert r.returncode == 2 and r.stderr.strip() == f"error: unknown corpus 'wki'; use one of: {', '.join(CORPORA)}, " \
+        "or a path to a .txt/.jsonl/.json/.parquet file", r.stderr
 
 def test_reading_bad_folders(tmp_path):
     with pytest.raises(NtpRlError, match="does not exist"): load_entropies(tmp_path/"none")
