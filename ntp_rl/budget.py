@@ -46,6 +46,7 @@ class BudgetConfig:
     marker_lr_scale: float = 100.0 # START/END embeddings learn at lr × this (their own optimiser group, as 05)
     init_text: str = "---" # the markers start as the embedding of this text
     mixing_hidden: int = 0 # width of the mixing head's hidden layer (0 = the model's hidden size)
+    thought_vocab: str = "" # only the tokens of this text may be sampled inside a thought ("" = any token; twohop: its alphabet)
     def __post_init__(self):
         check_fields(self)
         for name in ("budgets", "lookaheads"):
@@ -74,7 +75,8 @@ class BudgetConfig:
     def thought_config(self, budget:int, n_ahead:int) -> ThoughtConfig:
         "The `ThoughtConfig` of one budget group (thought_len = budget)."
         return ThoughtConfig(thought_len=budget, n_ahead=n_ahead, n_thoughts=self.n_thoughts, temperature=self.temperature,
-                             logprob_temperature=self.logprob_temperature, init_text=self.init_text)
+                             logprob_temperature=self.logprob_temperature, init_text=self.init_text,
+                             thought_vocab=self.thought_vocab)
 
 # %% ../nbs/06_budget.ipynb #f2754b27
 class BudgetValues(nn.Module):

@@ -251,9 +251,11 @@ def twohop_page(windows:Windows, tok, ent:pd.DataFrame, # `position_nll` of the 
                 n:int=3, # sequences drawn
                 title:str="Two-hop task: where thoughts pay",
                 paid:float=0.5, # underline answers whose mixed NLL is lower than the base NLL by more than this (nats)
+                lam:float|None=None, # a price per thought token: the bar marks where the value estimates think at it (None: where a thought paid)
                ) -> str:
     "03's entropy page of the first `n` sequences: shading by base entropy, and at every anchor the thought, its type and both NLLs in the hover."
     check("mixed" in df, "twohop_page needs the mixed NLL: pass head= to thought_nll")
+    check(lam is None or "value" in df, "twohop_page(lam=...) marks where the value estimates think: pass values= to thought_nll")
     names = tok.convert_ids_to_tokens(list(range(len(tok))))
     examples = []
     for w in range(min(n, len(windows))):
@@ -263,12 +265,16 @@ def twohop_page(windows:Windows, tok, ent:pd.DataFrame, # `position_nll` of the 
                      surprisal=float(e.nll.get(p, float("nan")))) for p, t in enumerate(ids)]
         overlay, d = [None] * len(rows), df[df.window == w]
         for r in d.itertuples():
-            overlay[r.pos] = {"type": r.type, "thought": names[r.thought_token], "budget": int(r.base - r.mixed > paid),
+            think = r.base - r.mixed > paid if lam is None else r.value > lam  # a budget-3 thought (START, z, END) or none
+            overlay[r.pos] = {"type": r.type, "thought": names[r.thought_token], "budget": 3 * int(think),
                               "nll without thought": float(r.base), "nll mixed": float(r.mixed),
+                              **({"break-even price λ*": float(r.value), "horizon": int(think)} if lam is not None else {}),
                               **({"intermediate π(c)": names[r.intermediate]} if r.intermediate >= 0 else {})}
         gain = float((d.base - d.mixed).sum())
         examples.append(dict(rows=rows, overlay=overlay, title=f"sequence {w}", meta={"nats saved by thoughts": round(gain, 2)}))
-    return render_page(examples, title=title, info="shading: the pretrained model's entropy; underlined: answers a thought paid for")
+    info = ("underlined: answers a thought paid for" if lam is None else
+            f"bar: where the value estimates think at λ = {lam:g} nats per thought token (hover: λ*, the thought, both NLLs)")
+    return render_page(examples, title=title, info="shading: the pretrained model's entropy; " + info)
 
 # %% ../nbs/07a_twohop.ipynb #4534321f
 PLACEMENTS = ("learned", "entropy", "random", "oracle") # how `placement_mask` ranks the positions
