@@ -288,3 +288,21 @@ def test_variable_budget_replay_works_with_gradient_checkpointing():
     torch.testing.assert_close(l0, l1)
     assert g0.keys() == g1.keys() and len(g0) > 0
     for n in g0: torch.testing.assert_close(g0[n], g1[n], atol=1e-5, rtol=1e-4)
+
+def test_budget_thoughts_hold_only_the_thought_vocab(tmp_path):
+    "BudgetConfig.thought_vocab reaches the training rollout: every sampled thought token is one of its tokens (as the scoring samples them)."
+    from ntp_rl.trainer import load_train_config
+    seed_everything(0)
+    tr = Trainer(load_train_config(overrides=[*BG, "objective_args.budgets=[0,4]", "objective_args.thought_vocab=' the a'",
+                                              f"out_dir={tmp_path}", "max_steps=1"]))
+    m = tr.acc.unwrap_model(tr.module)
+    obj, b = m.objective, next(tr.stream)
+    allowed = set(obj.tok(" the a", add_special_tokens=False).input_ids)
+    vt = obj.rollout(m.lm, b)["vt"]
+    inner = torch.cat([g.thoughts.tokens[..., 1:-1].flatten() for g in vt.groups])
+    assert len(inner) > 0 and set(inner.tolist()) <= allowed, set(inner.tolist()) - allowed
+    # and without it, the same rollout writes other tokens too: the test can fail
+    tr2 = Trainer(load_train_config(overrides=[*BG, "objective_args.budgets=[0,4]", f"out_dir={tmp_path/'b'}", "max_steps=1"]))
+    m2 = tr2.acc.unwrap_model(tr2.module)
+    free = torch.cat([g.thoughts.tokens[..., 1:-1].flatten() for g in m2.objective.rollout(m2.lm, next(tr2.stream))["vt"].groups])
+    assert not set(free.tolist()) <= allowed
