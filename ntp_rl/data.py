@@ -14,12 +14,12 @@ import torch
 from .core import *
 
 # %% auto #0
-__all__ = ['SHAKESPEARE', 'CORPORA', 'FILE_TYPES', 'SPLITS', 'TWOHOP_SYMBOLS', 'TWOHOP_MARKS', 'TWOHOP_TYPES', 'WARM_STARTS',
-           'TWOHOP_THOUGHT', 'TWOHOP_PRETRAIN', 'TWOHOP_MIXES', 'wiki_docs', 'gsm_problems', 'gsm_docs',
-           'prepare_shakespeare', 'shakespeare_docs', 'verne_docs', 'file_docs', 'load_corpus', 'corpus_files',
-           'input_hashes', 'split_docs', 'Windows', 'make_windows', 'model_context', 'tokenize_docs', 'load_windows',
-           'iter_batches', 'windows_nll', 'prepare', 'TwohopConfig', 'twohop_sequence', 'twohop_docs',
-           'twohop_tokenizer', 'TwohopLabels', 'twohop_labels']
+__all__ = ['SHAKESPEARE', 'CORPORA', 'FILE_TYPES', 'SPLITS', 'TWOHOP_SYMBOLS', 'TWOHOP_MARKS', 'TWOHOP_MULTI_MARKS',
+           'TWOHOP_DIGITS', 'TWOHOP_TYPES', 'WARM_STARTS', 'TWOHOP_THOUGHT', 'TWOHOP_PRETRAIN', 'TWOHOP_MIXES',
+           'TWOHOP_MULTI', 'wiki_docs', 'gsm_problems', 'gsm_docs', 'prepare_shakespeare', 'shakespeare_docs',
+           'verne_docs', 'file_docs', 'load_corpus', 'corpus_files', 'input_hashes', 'split_docs', 'Windows',
+           'make_windows', 'model_context', 'tokenize_docs', 'load_windows', 'iter_batches', 'windows_nll', 'prepare',
+           'TwohopConfig', 'twohop_sequence', 'twohop_docs', 'twohop_tokenizer', 'TwohopLabels', 'twohop_labels']
 
 # %% ../nbs/01_data.ipynb #5c3b889e
 def _package_dir(pkg:str, install:str) -> Path:
@@ -274,7 +274,9 @@ def prepare(corpora:tuple[str, ...]=("shakespeare",) # corpora to fetch now (sha
 # %% ../nbs/01_data.ipynb #71391775
 TWOHOP_SYMBOLS = tuple("abcdefghijklmnopqrstuvwxyz") # symbol names; a task uses the first n_symbols
 TWOHOP_MARKS = dict(table="T", sep=",", onehop="P", twohop="Q", noise="N") # the structure words of a sequence
-TWOHOP_TYPES = ("other", "table", "noise", "onehop", "twohop") # position types of `twohop_labels` (the index is the code)
+TWOHOP_MULTI_MARKS = dict(table2="U", multihop="R") # the words of the second table and of two-token answers (only with n_multi > 0)
+TWOHOP_DIGITS = tuple("0123456789") # the second table's values: a class of their own, so a lookup of a key in both tables is told apart by class
+TWOHOP_TYPES = ("other", "table", "noise", "onehop", "twohop", "multihop", "multihop2") # position types of `twohop_labels` (the index is the code)
 WARM_STARTS = ("none", "lookup", "intermediate") # how some pretraining sequences show the thought format
 TWOHOP_THOUGHT = ("<|startofthought|>", "<|endofthought|>") # 04_thoughts' marker strings (01 cannot import 04)
 
@@ -290,11 +292,16 @@ class TwohopConfig:
     warm_start: str = "none" # none | lookup: a thought holds a random z and the answer is π(z) | intermediate: it holds π(c)
     warm_frac: float = 0.0 # fraction of sequences written with thoughts (the warm start; see below)
     warm_intermediate: float = 0.0 # lookup warm start: fraction of its two-hop thoughts that hold π(c) instead of a random z
+    n_multi: int = 0 # two-token queries `R c π(π(c)) σ(π(c))` per sequence, with a second table σ onto digits (0: none, no table)
     def __post_init__(self):
         check(2 <= self.n_symbols <= len(TWOHOP_SYMBOLS), f"TwohopConfig.n_symbols={self.n_symbols}; use 2..{len(TWOHOP_SYMBOLS)}")
         check(min(self.n_onehop, self.n_twohop, self.n_noise) >= 0 and self.noise_len >= 1,
               "TwohopConfig: segment counts must be >= 0 and noise_len >= 1")
-        check(self.n_twohop <= self.n_symbols, f"TwohopConfig.n_twohop={self.n_twohop} needs as many distinct keys; use n_symbols >= n_twohop")
+        check(self.n_multi >= 0, f"TwohopConfig.n_multi={self.n_multi}; use 0 (no two-token queries) or more")
+        check(self.n_twohop + self.n_multi <= self.n_symbols, f"TwohopConfig: n_twohop + n_multi = {self.n_twohop + self.n_multi} "
+              f"queries need as many distinct keys; use n_symbols >= {self.n_twohop + self.n_multi}")
+        check(self.n_multi == 0 or self.n_symbols <= len(TWOHOP_DIGITS), f"TwohopConfig.n_multi > 0 maps every symbol to a digit; "
+              f"use n_symbols <= {len(TWOHOP_DIGITS)} (got {self.n_symbols})")
         check(self.min_keys == 0 or 1 <= self.min_keys <= self.n_symbols, f"TwohopConfig.min_keys={self.min_keys}; use 0 (full tables) or 1..n_symbols")
         check(self.warm_start in WARM_STARTS, f"TwohopConfig.warm_start={self.warm_start!r}; use one of: {', '.join(WARM_STARTS)}")
         check(0 <= self.warm_frac <= 1, f"TwohopConfig.warm_frac={self.warm_frac}; use a fraction in [0, 1]")
@@ -303,6 +310,8 @@ class TwohopConfig:
         check(self.warm_start != "none" or self.warm_frac == 0, "TwohopConfig.warm_frac > 0 needs warm_start='lookup' or 'intermediate'")
     @property
     def symbols(self) -> tuple[str, ...]: return TWOHOP_SYMBOLS[:self.n_symbols]
+    @property
+    def digits(self) -> tuple[str, ...]: return TWOHOP_DIGITS[:self.n_symbols] if self.n_multi else () # the second table's values
 
 # %% ../nbs/01_data.ipynb #e6fd9cc4
 def twohop_sequence(rng:np.random.Generator, cfg:TwohopConfig, warm:bool=False) -> str:
@@ -313,8 +322,14 @@ def twohop_sequence(rng:np.random.Generator, cfg:TwohopConfig, warm:bool=False) 
     pi = rng.permutation(m)  # π(S[j]) = S[pi[j]]
     out = [TWOHOP_MARKS["table"]]
     for k in rng.permutation(m): out += [S[k], S[pi[k]], TWOHOP_MARKS["sep"]]
+    if cfg.n_multi:  # the second table σ: the same keys onto digits (drawn only here: n_multi = 0 keeps every older stream)
+        sig = rng.permutation(m)  # σ(S[j]) = digits[sig[j]]
+        out += [TWOHOP_MULTI_MARKS["table2"]]
+        for k in rng.permutation(m): out += [S[k], cfg.digits[sig[k]], TWOHOP_MARKS["sep"]]
     scale = lambda c: c if m == n or c == 0 else max(1, round(c * m / n))  # a smaller table, fewer segments
-    segs = ["P"]*scale(cfg.n_onehop) + ["Q"]*min(m, scale(cfg.n_twohop)) + ["N"]*scale(cfg.n_noise)
+    n_q = min(m, scale(cfg.n_twohop))
+    segs = ["P"]*scale(cfg.n_onehop) + ["Q"]*n_q + ["N"]*scale(cfg.n_noise)
+    if cfg.n_multi: segs += ["R"]*min(m - n_q, scale(cfg.n_multi))
     q_keys = iter(rng.permutation(m))  # two-hop keys never repeat: no answer can be copied from an earlier query
     for s in (segs[i] for i in rng.permutation(len(segs))):
         if s == "P":
@@ -327,6 +342,14 @@ def twohop_sequence(rng:np.random.Generator, cfg:TwohopConfig, warm:bool=False) 
                 out += ["Q", S[c], start, S[z], end, S[pi[z]]]
             elif warm and cfg.warm_start == "intermediate": out += ["Q", S[c], start, S[pi[c]], end, S[pi[pi[c]]]]
             else: out += ["Q", S[c], S[pi[pi[c]]]]
+        elif s == "R":  # two answers that both need the intermediate π(c): one thought can serve both
+            c = next(q_keys)  # distinct from every two-hop key: nothing to copy
+            z = pi[c]
+            if warm and cfg.warm_start == "lookup":
+                z = rng.integers(m)
+                if cfg.warm_intermediate and rng.random() < cfg.warm_intermediate: z = pi[c]
+            thought = [start, S[z], end] if warm and cfg.warm_start != "none" else []
+            out += ["R", S[c], *thought, S[pi[z]], cfg.digits[sig[z]]]
         else:
             noise = [cfg.symbols[i] for i in rng.integers(n, size=cfg.noise_len)]  # over the whole alphabet
             if warm:  # a thought with a random symbol before one noise symbol: thinking cannot predict noise
@@ -343,11 +366,13 @@ def twohop_docs(n_docs:int|None=None, # sequences (default 4000)
     return [twohop_sequence(np.random.default_rng([seed, 0, i]), cfg, bool(warm[i])) for i in range(n)]
 
 # %% ../nbs/01_data.ipynb #d11ed0ab
-def twohop_tokenizer(n_symbols:int=16):
-    "Word-level tokenizer of twohop text: <pad>, <eos>, <unk>, the thought markers, the structure words, the symbols."
+def twohop_tokenizer(n_symbols:int=16, # letters a.. of the alphabet
+                     n_digits:int=0): # digits 0.. of a second table (`TwohopConfig.digits`); 0: none, and no U/R words
+    "Word-level tokenizer of twohop text: <pad>, <eos>, <unk>, the thought markers, the structure words, the symbols (then U, R and the digits)."
     from tokenizers import Tokenizer, Regex, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
     words = ["<pad>", "<eos>", "<unk>", *TWOHOP_THOUGHT, *TWOHOP_MARKS.values(), *TWOHOP_SYMBOLS[:n_symbols]]
+    if n_digits: words += [*TWOHOP_MULTI_MARKS.values(), *TWOHOP_DIGITS[:n_digits]]  # after the rest: older ids unchanged
     t = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     t.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     t.decoder = decoders.Replace(Regex("^"), " ")  # every token decodes as " word"
@@ -359,7 +384,7 @@ def twohop_tokenizer(n_symbols:int=16):
 class TwohopLabels:
     "Per-token labels of twohop windows: the type of each token x[t] (codes into TWOHOP_TYPES) and, at two-hop answers, π(c)."
     types: torch.Tensor # (B, L) or (L,) long: index into TWOHOP_TYPES
-    intermediate: torch.Tensor # same shape, long: token id of π(c) at two-hop answers, -1 elsewhere
+    intermediate: torch.Tensor # same shape, long: token id of π(c) at two-hop (and both multihop) answers, -1 elsewhere
     def mask(self, name:str) -> torch.Tensor:
         "Bool mask of the tokens of type `name`."
         check(name in TWOHOP_TYPES, f"unknown position type {name!r}; use one of: {', '.join(TWOHOP_TYPES)}")
@@ -372,24 +397,36 @@ def twohop_labels(input_ids:torch.Tensor, # (B, L) or (L,) token ids of twohop w
     rows = ids[None] if ids.ndim == 1 else ids
     v = tok.get_vocab()
     check(all(w in v for w in TWOHOP_MARKS.values()), "this tokenizer has no twohop words; use twohop_tokenizer() (or a twohop model's)")
-    M = {k: v[w] for k, w in TWOHOP_MARKS.items()}
+    M = {k: v[w] for k, w in TWOHOP_MARKS.items()} | {k: v.get(w, -2) for k, w in TWOHOP_MULTI_MARKS.items()}
     start, end = (v.get(w, -1) for w in TWOHOP_THOUGHT)
-    sym, code = {v[s] for s in TWOHOP_SYMBOLS if s in v}, {n: i for i, n in enumerate(TWOHOP_TYPES)}
+    sym, code = {v[s] for s in TWOHOP_SYMBOLS + TWOHOP_DIGITS if s in v}, {n: i for i, n in enumerate(TWOHOP_TYPES)}
     types, inter = torch.zeros(rows.shape, dtype=torch.long), torch.full(rows.shape, -1, dtype=torch.long)
     for b, row in enumerate(rows.tolist()):
-        pi, mode, key, query, thinking = None, None, None, None, False
+        pi, sigma, mode, key, query, first, thinking = None, None, None, None, None, None, False
         for t, x in enumerate(row):
             if x in (start, end): thinking = x == start; continue
             if thinking: continue
-            if x == M["table"]: pi, mode, key = {}, "table", None; continue
-            if x in (M["onehop"], M["twohop"], M["noise"]): mode, query = x, None; continue
+            if x == M["table"]: pi, sigma, mode, key = {}, None, "table", None; continue
+            if x == M["table2"]: sigma, mode, key = ({} if pi is not None else None), "table2", None; continue
+            if x in (M["onehop"], M["twohop"], M["noise"], M["multihop"]): mode, query, first = x, None, None; continue
             if x not in sym:
-                if x != M["sep"]: pi, mode = None, None  # EOS or padding: the next sequence has its own table
+                if x != M["sep"]: pi, sigma, mode = None, None, None  # EOS or padding: the next sequence has its own table
                 continue
-            if mode == "table" and pi is not None:
+            if mode in ("table", "table2") and pi is not None:
                 types[b, t] = code["table"]
                 if key is None: key = x
-                else: pi[key], key = x, None
+                else:
+                    (pi if mode == "table" else sigma)[key] = x
+                    key = None
+            elif mode == M["multihop"]:  # R c y1 y2: y1 = π(π(c)), y2 = σ(π(c))
+                if query is None: query = x; continue
+                z = pi.get(query) if pi is not None else None
+                if first is None:
+                    first = x
+                    if z is not None and z in pi: types[b, t], inter[b, t] = code["multihop"], z
+                    continue
+                if z is not None and sigma is not None and z in sigma: types[b, t], inter[b, t] = code["multihop2"], z
+                mode = None
             elif mode == M["noise"]: types[b, t] = code["noise"]
             elif mode in (M["onehop"], M["twohop"]):
                 if query is None: query = x; continue
@@ -408,6 +445,10 @@ TWOHOP_MIXES = { # pretraining mixes by corpus name: twohop-llama's, and two wea
     "twohop-pretrain-half": dataclasses.replace(TWOHOP_PRETRAIN, warm_intermediate=0.5), # half of them do, half a random z
     "twohop-pretrain-format": dataclasses.replace(TWOHOP_PRETRAIN, warm_intermediate=0.0), # the format only: a random z
 }
+TWOHOP_MULTI = TwohopConfig(n_symbols=8, n_onehop=2, n_twohop=3, n_multi=3, n_noise=3) # `twohop-multi`: with two-token answers (fits 128 tokens)
+TWOHOP_MIXES["twohop-multi-pretrain"] = dataclasses.replace(TWOHOP_MULTI, min_keys=2, warm_start="lookup", warm_frac=0.5,
+                                                           warm_intermediate=1.0) # its pretraining mix, as twohop-llama's
 
 CORPORA["twohop"] = lambda n_docs=None, seed=0: twohop_docs(n_docs, seed) # full tables, no thoughts: evaluation
+CORPORA["twohop-multi"] = lambda n_docs=None, seed=0: twohop_docs(n_docs, seed, TWOHOP_MULTI) # the same, with two-token answers
 for _name, _mix in TWOHOP_MIXES.items(): CORPORA[_name] = lambda n_docs=None, seed=0, mix=_mix: twohop_docs(n_docs, seed, mix)

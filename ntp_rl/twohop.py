@@ -14,7 +14,7 @@ from .core import *
 from .data import *
 from .thoughts import *
 from .quietstar import bootstrap_mean
-from .budget import BudgetConfig, BudgetValues, new_budget_values, break_even_price, value_loss
+from .budget import BudgetConfig, BudgetValues, new_budget_values, break_even_price, best_decisions, value_loss
 from .trainer import TrainConfig, train, read_metrics
 from .viewer import render_page
 
@@ -23,11 +23,12 @@ from .viewer import render_page
 __all__ = ['TWOHOP_MODEL', 'TWOHOP_INITS', 'ANCHOR_TYPES', 'THOUGHT_KINDS', 'PLACEMENTS', 'TwohopModelConfig', 'induction_init',
            'init_twohop_model', 'twohop_train_config', 'build_twohop_model', 'prepare_twohop_model',
            'twohop_eval_windows', 'position_nll', 'type_summary', 'twohop_anchors', 'oracle_thoughts', 'thought_nll',
-           'twohop_page', 'placement_mask', 'placement_row', 'placement_curve', 'fit_oracle_values']
+           'twohop_page', 'placement_mask', 'placement_row', 'placement_curve', 'fit_oracle_values',
+           'horizon_decisions', 'oracle_horizons', 'horizon_scan']
 
 # %% ../nbs/07a_twohop.ipynb #1bf4bb4d
 TWOHOP_MODEL = "twohop-llama" # the built-in name (core's BUILT_MODELS maps it to its prepare command)
-TWOHOP_INITS = ("random", "induction") # how `init_twohop_model` initialises the weights (see `induction_init`)
+TWOHOP_INITS = ("random", "induction", "induction2") # how `init_twohop_model` initialises the weights (see `induction_init`; induction2 adds a 2-back head)
 
 @dataclass
 class TwohopModelConfig:
@@ -36,23 +37,29 @@ class TwohopModelConfig:
     n_layer: int = 2 # two layers: one hop fits, two hops do not
     n_head: int = 2 # 2 query heads sharing 1 key/value head (tiny_config's GQA), head dim 32
     rope_theta: float = 1e6 # RoPE base: with it, 8 of a head's 16 rotation pairs turn < 0.2 rad over a window (content matching)
-    init: str = "induction" # random | induction: a one-hop lookup circuit written into the initial weights (`induction_init`)
+    init: str = "induction" # random | induction: a one-hop lookup circuit written into the initial weights (`induction_init`) | induction2: also a 2-back head
     max_steps: int = 1600 # optimiser steps (about 3 min on 2 cores)
     lr: float = 3e-3
     warmup_steps: int = 50
     batch_size: int = 32
     n_docs: int = 40000 # pretraining sequences (generated, not stored)
     window: int = 128 # one sequence per window (boundaries = split); the longest sequence is ~110 tokens
-    corpus: str = "twohop-pretrain" # the curriculum + lookup warm start of 01_data
+    corpus: str = "twohop-pretrain" # the curriculum + lookup warm start of 01_data (any of TWOHOP_MIXES; twohop-multi-pretrain: two-token answers)
     seed: int = 0
     def __post_init__(self):
         check(self.n_layer >= 1 and self.d_model % self.n_head == 0, f"TwohopModelConfig: n_layer >= 1 and d_model % n_head == 0 "
               f"(got n_layer={self.n_layer}, d_model={self.d_model}, n_head={self.n_head})")
         check(self.max_steps >= 1 and self.lr > 0 and self.batch_size >= 1, "TwohopModelConfig: max_steps, lr and batch_size must be positive")
+        check(self.corpus in TWOHOP_MIXES, f"TwohopModelConfig.corpus={self.corpus!r}; use one of: {', '.join(TWOHOP_MIXES)}")
         check(self.init in TWOHOP_INITS, f"TwohopModelConfig.init={self.init!r}; use one of: {', '.join(TWOHOP_INITS)}")
-        check(self.init != "induction" or (self.n_layer == 2 and self.n_head == 2 and self.d_model >= 64),
-              f"TwohopModelConfig.init='induction' wires 2 layers of 2 heads into >= 64 dims (got n_layer={self.n_layer}, "
+        check(self.init == "random" or (self.n_layer == 2 and self.n_head == 2 and self.d_model >= 64),
+              f"TwohopModelConfig.init={self.init!r} wires 2 layers of 2 heads into >= 64 dims (got n_layer={self.n_layer}, "
               f"n_head={self.n_head}, d_model={self.d_model}); use those or init='random'")
+    @property
+    def task(self) -> TwohopConfig: return TWOHOP_MIXES[self.corpus] # the sequences it is pretrained on
+    def tokenizer(self):
+        "`twohop_tokenizer` of the task's alphabet (and digits, with two-token answers)."
+        return twohop_tokenizer(self.task.n_symbols, len(self.task.digits))
 
 
 # %% ../nbs/07a_twohop.ipynb #9e067e08
@@ -62,14 +69,14 @@ def induction_init(model, tok, cfg:TwohopModelConfig=TwohopModelConfig(),
                    out_gain:float=3.0, # layer 2 output per copied symbol
                   ):
     "Write a one-hop lookup circuit (a previous-token head in layer 1, a content match in layer 2) into `model`'s weights, in place."
-    check(cfg.init == "induction", "induction_init needs TwohopModelConfig(init='induction')")
+    check(cfg.init in ("induction", "induction2"), "induction_init needs TwohopModelConfig(init='induction' or 'induction2')")
     c = model.config; d, hd = c.hidden_size, c.hidden_size // c.num_attention_heads
     check((c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads) == (2, 2, 1) and d >= 64,
           "induction_init wires a 2-layer model of 2 query heads and 1 key/value head, d_model >= 64")
-    v = tok.get_vocab(); sym = [v[s] for s in TWOHOP_SYMBOLS if s in v]
+    v = tok.get_vocab(); sym = [v[s] for s in TWOHOP_SYMBOLS + TWOHOP_DIGITS if s in v]  # the digits of a second table too
     other = [i for i in range(len(tok)) if i not in sym]
     check(len(sym) <= 16 and len(other) <= 15, "induction_init lays out at most 16 symbols and 15 other tokens")
-    S, O, P = 1, 17, 32  # first residual dim of: symbols, other tokens, previous symbol
+    S, O, P, P2 = 1, 17, 32, 48  # first residual dim of: symbols, other tokens, previous symbol, the symbol 2 back (induction2)
     half = hd // 2
     inv = 1.0 / (c.rope_parameters["rope_theta"] ** (torch.arange(0, hd, 2).float() / hd))  # (half,) rotation per position
     slow = [i for i in range(half) if inv[i] * cfg.window < 0.2]
@@ -87,24 +94,29 @@ def induction_init(model, tok, cfg:TwohopModelConfig=TwohopModelConfig(),
         q, k = torch.zeros(hd), torch.zeros(hd)
         for f in range(3):  # score(i, j) ∝ Σ_f cos(θ_f (i - j - 1)): peaked at the previous position
             k[f] = prev_scale; q[f], q[f + half] = prev_scale*math.cos(inv[f]), -prev_scale*math.sin(inv[f])
-        a1.q_proj.weight[:, 0] = torch.cat([q, q]) / post  # both heads: previous token (they share key and value)
+        q2 = q.clone()
+        if cfg.init == "induction2":  # head 1 peaks 2 tokens back: a thought's symbol, read from the token after its END
+            for f in range(3): q2[f], q2[f + half] = prev_scale*math.cos(2*inv[f]), -prev_scale*math.sin(2*inv[f])
+        a1.q_proj.weight[:, 0] = torch.cat([q, q2]) / post  # head 0: previous token; head 1 the same, or 2 back (shared key, value)
         a1.k_proj.weight[:, 0] = k / post
         for j in range(len(sym)):
             a1.v_proj.weight[j, S + j] = 1.0  # value: the symbol
-            a1.o_proj.weight[P + j, j] = 1.0  # head 0 writes it as "previous symbol"; head 1 writes nothing
+            a1.o_proj.weight[P + j, j] = 1.0  # head 0 writes it as "previous symbol"; head 1 writes nothing ...
+            if cfg.init == "induction2": a1.o_proj.weight[P2 + j, hd + j] = 1.0  # ... or, in induction2, "the symbol 2 back"
             a2.k_proj.weight[cd[j], P + j] = match_scale  # key: the previous symbol
             a2.q_proj.weight[cd[j], S + j] = match_scale  # head 0 query: the current symbol
-            a2.q_proj.weight[hd + cd[j], P + j] = match_scale  # head 1 query: the previous symbol
+            a2.q_proj.weight[hd + cd[j], P + j] = match_scale  # head 1 query: the previous symbol ...
+            if cfg.init == "induction2": a2.q_proj.weight[hd + cd[j], P2 + j] = match_scale  # ... or the one 2 back
             a2.v_proj.weight[j, S + j] = 1.0  # value: the key position's symbol
             a2.o_proj.weight[S + j, j] = a2.o_proj.weight[S + j, hd + j] = out_gain
     return model
 
 def init_twohop_model(path:str|Path, cfg:TwohopModelConfig=TwohopModelConfig()) -> Path:
     "Save the initial tiny Llama (random, or with `induction_init`'s circuit) with `twohop_tokenizer` into `path` (a plain `save_pretrained` folder)."
-    tok = twohop_tokenizer()
+    tok = cfg.tokenizer()
     model, _ = tiny_model("llama", seed=cfg.seed, tokenizer=tok, n_layer=cfg.n_layer, d_model=cfg.d_model,
                           n_head=cfg.n_head, max_positions=2*cfg.window, rope_theta=cfg.rope_theta)
-    if cfg.init == "induction": induction_init(model, tok, cfg)
+    if cfg.init != "random": induction_init(model, tok, cfg)
     path = Path(path); model.save_pretrained(path); tok.save_pretrained(path)
     return path
 
@@ -144,9 +156,9 @@ def prepare_twohop_model(cfg:TwohopModelConfig|None=None) -> Path:
 # %% ../nbs/07a_twohop.ipynb #36d5bbb0
 def twohop_eval_windows(tok, n_docs:int=256, # held-out sequences: full tables, no thoughts
                         seed:int=10_000, # differs from every training seed: unseen permutations
-                        window:int=128) -> Windows:
+                        window:int=128, cfg:TwohopConfig|None=None) -> Windows: # cfg: the task (None: `twohop`; TWOHOP_MULTI: `twohop-multi`)
     "Held-out `twohop` windows, one sequence each."
-    return make_windows(tokenize_docs(tok, twohop_docs(n_docs, seed)), window, tok.pad_token_id, tok.eos_token_id, "split")
+    return make_windows(tokenize_docs(tok, twohop_docs(n_docs, seed, cfg)), window, tok.pad_token_id, tok.eos_token_id, "split")
 
 @torch.no_grad()
 def position_nll(model, tok, windows:Windows, batch_size:int=64) -> pd.DataFrame:
@@ -212,11 +224,15 @@ def thought_nll(model, tok, windows:Windows,
                 types:tuple=ANCHOR_TYPES, # position types to think before (TWOHOP_TYPES: every predicted token)
                 values:BudgetValues|None=None, # value estimates: adds their break-even price λ* at each anchor
                 filler_text:str="a", # the one thought token of thoughts="filler" (the pause control's)
+                n_ahead:int=1, # tokens the thought is kept for: 2 adds the next token's NLLs (`base_2`, `thought_2`, `mixed_2`; NaN past the end)
                ) -> pd.DataFrame:
     "At every anchor: NLL of the next token without a thought (base), after a one-token thought (unmixed) and mixed, with the thought."
     check(thoughts in THOUGHT_KINDS, f"thoughts={thoughts!r}; use one of: {', '.join(THOUGHT_KINDS)}")
+    check(n_ahead >= 1, f"n_ahead={n_ahead}; keep the thought for at least the next token")
+    check(values is None or 3 in values.budgets, f"values of budgets {values.budgets if values is not None else ()} do not price "
+          "thought_nll's thoughts of 3 tokens (START, a symbol, END); train them with budgets including 3")
     alphabet = " ".join(w for w in TWOHOP_SYMBOLS if w in tok.get_vocab())  # a thought is one symbol, as in training
-    cfg = ThoughtConfig(thought_len=3, n_ahead=1, n_thoughts=1, temperature=temperature, thought_vocab=alphabet)
+    cfg = ThoughtConfig(thought_len=3, n_ahead=n_ahead, n_thoughts=1, temperature=temperature, thought_vocab=alphabet)
     marks = add_thought_tokens(model, tok, cfg)  # a twohop tokenizer has the markers: their trained rows are kept
     g = torch.Generator(device=model.device).manual_seed(seed)
     rows, dev = [], model.device
@@ -234,10 +250,17 @@ def thought_nll(model, tok, windows:Windows,
         b, p = ok.nonzero(as_tuple=True)
         col = dict(base=-th.base_logprobs[..., 0], thought=-th.lookahead_logprobs[:, 0, :, 0])  # (B, P) each
         if head is not None: col["mixed"] = -th.mixed_logprobs[:, 0, :, 0]
+        nan = torch.tensor(float("nan"), device=dev)
+        for k in range(1, n_ahead):  # the k-th token after, the thought still in context (NaN: no real token there)
+            col[f"base_{k+1}"] = torch.where(th.valid[..., k], -th.base_logprobs[..., k], nan)
+            col[f"thought_{k+1}"] = torch.where(th.valid[..., k], -th.lookahead_logprobs[:, 0, :, k], nan)
+            if head is not None: col[f"mixed_{k+1}"] = torch.where(th.valid[..., k], -th.mixed_logprobs[:, 0, :, k], nan)
         if values is not None:
             D = th.base_hidden.shape[-1]
             h = th.base_hidden.gather(1, pos.to(dev)[..., None].expand(-1, -1, D))  # (B, P, D)
-            col["value"] = break_even_price(values(h), values.budgets)  # (B, P)
+            q = values(h)  # (B, P, nb-1, na)
+            col["value"] = break_even_price(q, values.budgets)  # (B, P)
+            for j, a in enumerate(values.lookaheads): col[f"q_{a}"] = q[..., values.budgets.index(3) - 1, j]  # Q(3, a), nats
         rows.append(pd.DataFrame(dict(window=(b + s).numpy(), pos=(pos[b, p] + 1).numpy(),
                                       type=np.array(TWOHOP_TYPES)[lab.types.gather(1, pos + 1)[b, p].numpy()],
                                       **{k: v.cpu()[b, p].numpy() for k, v in col.items()},
@@ -343,3 +366,52 @@ def fit_oracle_values(model, tok, windows:Windows, # training windows (not the e
         loss = value_loss(vals(h[i])[:, None], zero, g[i][:, None, None], one)  # (512, 1, nb-1=1, na=1) estimates
         opt.zero_grad(); loss.backward(); opt.step()
     return vals.eval()
+
+# %% ../nbs/07a_twohop.ipynb #b2c3d4e2
+def horizon_decisions(df:pd.DataFrame, # `thought_nll(..., n_ahead=2, values=...)` rows, with q_a for each allowed horizon a
+                      lam:float, # price per thought token (nats)
+                      horizons:tuple=(1, 2), # the horizons the decision may choose
+                      budget:int=3) -> np.ndarray: # (rows,) 0 = no thought, else the chosen horizon
+    "06's `best_decisions` at every row: the horizon with the best net rate (Q(b, a) − λ·b) / a, or no thought where none is positive."
+    missing = [f"q_{a}" for a in horizons if f"q_{a}" not in df]
+    check(not missing, f"no {', '.join(missing)} column: pass values= (with these horizons) to thought_nll")
+    q = torch.tensor(df[[f"q_{a}" for a in horizons]].to_numpy(), dtype=torch.float64)[:, None]  # (rows, 1 budget, na)
+    b, a = best_decisions(q, lam, (0, budget), tuple(horizons))
+    return np.where(b.numpy() > 0, a.numpy(), 0)
+
+def oracle_horizons(df:pd.DataFrame, serve:int=2) -> np.ndarray: # (rows,) 0, 1 or 2
+    "A thought before every two-hop answer (horizon 1) and before the first of two answers, kept for `serve` tokens (1: a second thought before the second)."
+    check(serve in (1, 2), f"serve={serve}; the first of two answers keeps its thought for 1 or 2 tokens")
+    t = df["type"].to_numpy()
+    h = np.where(t == "twohop", 1, np.where(t == "multihop", serve, 0))
+    return np.where(t == "multihop2", 1, h) if serve == 1 else h
+
+def horizon_scan(df:pd.DataFrame, horizons:np.ndarray, # (rows,) the decision of each row when no thought serves it: 0, 1 or 2
+                 nll:str="mixed", # the column read where a thought serves ("thought": unmixed); `{nll}_2` for the second token
+                 budget:int=3, n_boot:int=1000, seed:int=0) -> dict:
+    "Walk each window as generation does: at a token no thought serves, its decision; a thought of horizon 2 also serves the next token. NLL, thought tokens per emitted token, where the thoughts and horizons went."
+    check(f"{nll}_2" in df, f"no {nll}_2 column: score the thoughts with thought_nll(..., n_ahead=2)")
+    order = np.lexsort((df["pos"].to_numpy(), df["window"].to_numpy()))
+    d, hz = df.iloc[order], np.asarray(horizons)[order]
+    w, p, typ = d["window"].to_numpy(), d["pos"].to_numpy(), d["type"].to_numpy()
+    x1, x2, out = d[nll].to_numpy(), d[f"{nll}_2"].to_numpy(), d["base"].to_numpy().copy()
+    chosen, i, n = np.zeros(len(d), dtype=int), 0, len(d)
+    while i < n:
+        a = int(hz[i])
+        if a == 2 and not (i + 1 < n and w[i + 1] == w[i] and p[i + 1] == p[i] + 1): a = 1  # no next token to serve
+        if a: out[i], chosen[i] = x1[i], a
+        if a == 2: out[i + 1] = x2[i]
+        i += 2 if a == 2 else 1
+    per = pd.DataFrame(dict(window=w, x=out, g=d["base"].to_numpy() - out)).groupby("window").agg(["sum", "count"])
+    m, lo, hi = bootstrap_mean(per[("x", "sum")].to_numpy(), per[("x", "count")].to_numpy(), n_boot, seed)
+    g, glo, ghi = bootstrap_mean(per[("g", "sum")].to_numpy(), per[("x", "count")].to_numpy(), n_boot, seed)
+    think, at = chosen > 0, lambda t: typ == t
+    share = lambda sel, cond: float((sel & cond).sum() / max(int(sel.sum()), 1))
+    res = dict(thought_tokens=budget * float(think.mean()), nll=m, nll_lo=lo, nll_hi=hi, gain=g, gain_lo=glo, gain_hi=ghi,
+               frac_at_answers=share(think, np.isin(typ, ("twohop", "multihop", "multihop2"))),
+               horizon2_at_multihop=share(think & at("multihop"), chosen == 2), # thoughts before a first answer kept for both
+               horizon1_elsewhere=share(think & ~at("multihop"), chosen == 1)) # every other thought serves one token
+    for t in ("noise", "onehop", "twohop", "multihop", "multihop2"):
+        res[f"p_think_{t}"] = float(think[at(t)].mean()) if at(t).any() else float("nan")
+    for t in ("twohop", "multihop", "multihop2"): res[f"nll_{t}"] = float(out[at(t)].mean()) if at(t).any() else float("nan")
+    return res

@@ -33,6 +33,22 @@ def test_induction_init_looks_one_hop_up_before_training(tmp_path):
     att = model(**tok(twohop_docs(1, 5)[0], return_tensors="pt"), output_attentions=True).attentions[0][0, 0]  # (L, L) layer 1, head 0
     assert att.diagonal(-1).mean() > 0.9  # the previous-token head
 
+def test_induction2_adds_a_head_two_tokens_back(tmp_path):
+    "init='induction2' (twohop-multi's) keeps the one-hop circuit and makes layer 1's second head read the token 2 back; 'induction' is unchanged."
+    from ntp_rl.twohop import TwohopModelConfig, init_twohop_model, position_nll, twohop_eval_windows
+    cfg = TwohopModelConfig(corpus="twohop-multi-pretrain", init="induction2")
+    model, tok = load_model(str(init_twohop_model(tmp_path/"m", cfg)), device="cpu", attn_implementation="eager")
+    test = twohop_docs(1, 5, TWOHOP_MULTI)[0]
+    att = model(**tok(test, return_tensors="pt"), output_attentions=True).attentions[0][0]  # (heads, L, L) layer 1
+    assert att[0].diagonal(-1).mean() > 0.9 and att[1].diagonal(-2).mean() > 0.9, (att[0].diagonal(-1).mean(), att[1].diagonal(-2).mean())
+    m = position_nll(model, tok, twohop_eval_windows(tok, n_docs=16, cfg=TWOHOP_MULTI)).groupby("type").nll.mean()
+    # one hop at step 0 (the lookup finds π(c) and σ(c): the class is learned in pretraining), not two
+    assert m["onehop"] < m["noise"] - 0.8 and min(m["twohop"], m["multihop"], m["multihop2"]) > m["onehop"] + 0.8, m
+    plain, _ = load_model(str(init_twohop_model(tmp_path/"p", TwohopModelConfig(corpus="twohop-multi-pretrain"))), device="cpu",
+                          attn_implementation="eager")
+    att = plain(**tok(test, return_tensors="pt"), output_attentions=True).attentions[0][0]
+    assert att[1].diagonal(-1).mean() > 0.9  # induction: both heads 1 back, as twohop-llama's
+
 needs_model = pytest.mark.skipif(os.environ.get("NTP_RL_TWOHOP") != "1", reason="builds twohop-llama once (about 3 min "
     "of training) and checks the task's properties; set NTP_RL_TWOHOP=1")
 
