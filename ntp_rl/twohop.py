@@ -24,7 +24,7 @@ __all__ = ['TWOHOP_MODEL', 'TWOHOP_INITS', 'ANCHOR_TYPES', 'THOUGHT_KINDS', 'PLA
            'init_twohop_model', 'twohop_train_config', 'build_twohop_model', 'prepare_twohop_model',
            'twohop_eval_windows', 'position_nll', 'type_summary', 'twohop_anchors', 'oracle_thoughts', 'thought_nll',
            'twohop_page', 'placement_mask', 'placement_row', 'placement_curve', 'fit_oracle_values',
-           'horizon_decisions', 'oracle_horizons', 'horizon_scan']
+           'horizon_decisions', 'oracle_horizons', 'scan_horizons', 'horizon_scan']
 
 # %% ../nbs/07a_twohop.ipynb #1bf4bb4d
 TWOHOP_MODEL = "twohop-llama" # the built-in name (core's BUILT_MODELS maps it to its prepare command)
@@ -274,11 +274,12 @@ def twohop_page(windows:Windows, tok, ent:pd.DataFrame, # `position_nll` of the 
                 n:int=3, # sequences drawn
                 title:str="Two-hop task: where thoughts pay",
                 paid:float=0.5, # underline answers whose mixed NLL is lower than the base NLL by more than this (nats)
-                lam:float|None=None, # a price per thought token: the bar marks where the value estimates think at it (None: where a thought paid)
+                horizons:np.ndarray|None=None, # per row of df: the horizon of the thought a policy writes before that token (0: none; None: mark where a thought paid)
                ) -> str:
     "03's entropy page of the first `n` sequences: shading by base entropy, and at every anchor the thought, its type and both NLLs in the hover."
     check("mixed" in df, "twohop_page needs the mixed NLL: pass head= to thought_nll")
-    check(lam is None or "value" in df, "twohop_page(lam=...) marks where the value estimates think: pass values= to thought_nll")
+    check(horizons is None or len(horizons) == len(df), f"horizons has {0 if horizons is None else len(horizons)} entries for {len(df)} rows of df; give one per row")
+    if horizons is not None: df = df.assign(horizon=np.asarray(horizons))
     names = tok.convert_ids_to_tokens(list(range(len(tok))))
     examples = []
     for w in range(min(n, len(windows))):
@@ -288,15 +289,20 @@ def twohop_page(windows:Windows, tok, ent:pd.DataFrame, # `position_nll` of the 
                      surprisal=float(e.nll.get(p, float("nan")))) for p, t in enumerate(ids)]
         overlay, d = [None] * len(rows), df[df.window == w]
         for r in d.itertuples():
-            think = r.base - r.mixed > paid if lam is None else r.value > lam  # a budget-3 thought (START, z, END) or none
-            overlay[r.pos] = {"type": r.type, "thought": names[r.thought_token], "budget": 3 * int(think),
+            a = int(r.base - r.mixed > paid) if horizons is None else int(r.horizon)  # a budget-3 thought (START, z, END), or none
+            overlay[r.pos] = {"type": r.type, "thought": names[r.thought_token], "budget": 3 * int(a > 0),
                               "nll without thought": float(r.base), "nll mixed": float(r.mixed),
-                              **({"break-even price λ*": float(r.value), "horizon": int(think)} if lam is not None else {}),
+                              **({"horizon": a} if horizons is not None else {}),
+                              **({"break-even price λ*": float(r.value)} if "value" in d else {}),
                               **({"intermediate π(c)": names[r.intermediate]} if r.intermediate >= 0 else {})}
+        for r in d.itertuples():  # the tokens a kept thought serves after the one it was written for
+            for k in range(1, int(getattr(r, "horizon", 0))):
+                if r.pos + k < len(rows):
+                    overlay[r.pos + k] = {**(overlay[r.pos + k] or {}), "budget": 0, "served by": f"the thought before token {r.pos}"}
         gain = float((d.base - d.mixed).sum())
         examples.append(dict(rows=rows, overlay=overlay, title=f"sequence {w}", meta={"nats saved by thoughts": round(gain, 2)}))
-    info = ("underlined: answers a thought paid for" if lam is None else
-            f"bar: where the value estimates think at λ = {lam:g} nats per thought token (hover: λ*, the thought, both NLLs)")
+    info = ("underlined: answers a thought paid for" if horizons is None else
+            "bar: a thought written before the token (hover: its horizon, the thought, both NLLs; 'served by' on the tokens it is kept for)")
     return render_page(examples, title=title, info="shading: the pretrained model's entropy; " + info)
 
 # %% ../nbs/07a_twohop.ipynb #4534321f
@@ -386,14 +392,14 @@ def oracle_horizons(df:pd.DataFrame, serve:int=2) -> np.ndarray: # (rows,) 0, 1 
     h = np.where(t == "twohop", 1, np.where(t == "multihop", serve, 0))
     return np.where(t == "multihop2", 1, h) if serve == 1 else h
 
-def horizon_scan(df:pd.DataFrame, horizons:np.ndarray, # (rows,) the decision of each row when no thought serves it: 0, 1 or 2
-                 nll:str="mixed", # the column read where a thought serves ("thought": unmixed); `{nll}_2` for the second token
-                 budget:int=3, n_boot:int=1000, seed:int=0) -> dict:
-    "Walk each window as generation does: at a token no thought serves, its decision; a thought of horizon 2 also serves the next token. NLL, thought tokens per emitted token, where the thoughts and horizons went."
+def scan_horizons(df:pd.DataFrame, horizons:np.ndarray, # (rows,) the decision of each row when no thought serves it: 0, 1 or 2
+                  nll:str="mixed", # the column read where a thought serves ("thought": unmixed); `{nll}_2` for the second token
+                 ) -> tuple[np.ndarray, np.ndarray]: # (rows,) NLL of each token, (rows,) the horizon of the thought written before it (0: none)
+    "Walk each window as generation does: at a token no thought serves, its decision; a thought of horizon 2 also serves the next token (in df's row order)."
     check(f"{nll}_2" in df, f"no {nll}_2 column: score the thoughts with thought_nll(..., n_ahead=2)")
     order = np.lexsort((df["pos"].to_numpy(), df["window"].to_numpy()))
     d, hz = df.iloc[order], np.asarray(horizons)[order]
-    w, p, typ = d["window"].to_numpy(), d["pos"].to_numpy(), d["type"].to_numpy()
+    w, p = d["window"].to_numpy(), d["pos"].to_numpy()
     x1, x2, out = d[nll].to_numpy(), d[f"{nll}_2"].to_numpy(), d["base"].to_numpy().copy()
     chosen, i, n = np.zeros(len(d), dtype=int), 0, len(d)
     while i < n:
@@ -402,7 +408,15 @@ def horizon_scan(df:pd.DataFrame, horizons:np.ndarray, # (rows,) the decision of
         if a: out[i], chosen[i] = x1[i], a
         if a == 2: out[i + 1] = x2[i]
         i += 2 if a == 2 else 1
-    per = pd.DataFrame(dict(window=w, x=out, g=d["base"].to_numpy() - out)).groupby("window").agg(["sum", "count"])
+    back = np.empty_like(order); back[order] = np.arange(len(order))
+    return out[back], chosen[back]
+
+def horizon_scan(df:pd.DataFrame, horizons:np.ndarray, # (rows,) the decision of each row when no thought serves it: 0, 1 or 2
+                 nll:str="mixed", budget:int=3, n_boot:int=1000, seed:int=0) -> dict:
+    "`scan_horizons`, summarised: NLL with bootstrap intervals over windows, thought tokens per emitted token, where the thoughts and horizons went."
+    out, chosen = scan_horizons(df, horizons, nll)
+    w, typ = df["window"].to_numpy(), df["type"].to_numpy()
+    per = pd.DataFrame(dict(window=w, x=out, g=df["base"].to_numpy() - out)).groupby("window").agg(["sum", "count"])
     m, lo, hi = bootstrap_mean(per[("x", "sum")].to_numpy(), per[("x", "count")].to_numpy(), n_boot, seed)
     g, glo, ghi = bootstrap_mean(per[("g", "sum")].to_numpy(), per[("x", "count")].to_numpy(), n_boot, seed)
     think, at = chosen > 0, lambda t: typ == t
