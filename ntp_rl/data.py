@@ -450,5 +450,5 @@ TWOHOP_MIXES["twohop-multi-pretrain"] = dataclasses.replace(TWOHOP_MULTI, min_ke
                                                            warm_intermediate=1.0) # its pretraining mix, as twohop-llama's
 
 CORPORA["twohop"] = lambda n_docs=None, seed=0: twohop_docs(n_docs, seed) # full tables, no thoughts: evaluation
-CORPORA["twohop-multi"] = lambda n_docs=None, seed=0: twohop_docs(n_docs, seed, TWOHOP_MULTI) # the same, with two-token answers
 for _name, _mix in TWOHOP_MIXES.items(): CORPORA[_name] = lambda n_docs=None, seed=0, mix=_mix: twohop_docs(n_docs, seed, mix)
+CORPORA["twohop-multi"] = lambda n_docs=None, seed=0: twohop_docs(n_docs, seed, TWOHOP_MULTI) # the same, with two-token answers
