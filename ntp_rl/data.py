@@ -331,24 +331,21 @@ def twohop_sequence(rng:np.random.Generator, cfg:TwohopConfig, warm:bool=False) 
     segs = ["P"]*scale(cfg.n_onehop) + ["Q"]*n_q + ["N"]*scale(cfg.n_noise)
     if cfg.n_multi: segs += ["R"]*min(m - n_q, scale(cfg.n_multi))
     q_keys = iter(rng.permutation(m))  # two-hop keys never repeat: no answer can be copied from an earlier query
+    def hop(c):  # the intermediate z a query's answers are read from, and the thought written before them (warm starts)
+        if not (warm and cfg.warm_start != "none"): return pi[c], []
+        z = pi[c]
+        if cfg.warm_start == "lookup":
+            z = rng.integers(m)  # drawn either way: warm_intermediate = 0 keeps the stream of the plain lookup warm start
+            if cfg.warm_intermediate and rng.random() < cfg.warm_intermediate: z = pi[c]  # the useful thought
+        return z, [start, S[z], end]
     for s in (segs[i] for i in rng.permutation(len(segs))):
         if s == "P":
             c = rng.integers(m); out += ["P", S[c], S[pi[c]]]
         elif s == "Q":
-            c = next(q_keys)
-            if warm and cfg.warm_start == "lookup":
-                z = rng.integers(m)  # drawn either way: warm_intermediate = 0 keeps the stream of the plain lookup warm start
-                if cfg.warm_intermediate and rng.random() < cfg.warm_intermediate: z = pi[c]  # the useful thought
-                out += ["Q", S[c], start, S[z], end, S[pi[z]]]
-            elif warm and cfg.warm_start == "intermediate": out += ["Q", S[c], start, S[pi[c]], end, S[pi[pi[c]]]]
-            else: out += ["Q", S[c], S[pi[pi[c]]]]
+            c = next(q_keys); z, thought = hop(c)
+            out += ["Q", S[c], *thought, S[pi[z]]]
         elif s == "R":  # two answers that both need the intermediate π(c): one thought can serve both
-            c = next(q_keys)  # distinct from every two-hop key: nothing to copy
-            z = pi[c]
-            if warm and cfg.warm_start == "lookup":
-                z = rng.integers(m)
-                if cfg.warm_intermediate and rng.random() < cfg.warm_intermediate: z = pi[c]
-            thought = [start, S[z], end] if warm and cfg.warm_start != "none" else []
+            c = next(q_keys); z, thought = hop(c)  # a key distinct from every two-hop key: nothing to copy
             out += ["R", S[c], *thought, S[pi[z]], cfg.digits[sig[z]]]
         else:
             noise = [cfg.symbols[i] for i in rng.integers(n, size=cfg.noise_len)]  # over the whole alphabet
