@@ -9,7 +9,7 @@ within 1.2× of it.
 
 Generation, side by side (interleaved repeats, medians): plain generation (04's loop with the constant decision "no
 thought") against adaptive generation whose value estimates choose budget 0 everywhere (the full decision runs at every
-token: the estimator's layer norm and two matrix-vector products, the best net rate; goal: >= 0.95x the tokens/s of
+token: the estimator's layer norm and three matrix-vector products, the best net value; goal: >= 0.95x the tokens/s of
 plain, i.e. the decision costs almost nothing), and a decide function that returns 0 without looking (the loop's own overhead). Fixed thoughts (T_max before
 every token) and thoughts with a horizon of 4 are timed beside them.
 

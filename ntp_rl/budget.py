@@ -19,12 +19,12 @@ from .objective import Objective
 
 # %% auto #0
 __all__ = ['BUDGET_FILE', 'VALUES_FILE', 'ENTROPY_BUCKETS', 'BudgetConfig', 'BudgetValues', 'new_budget_values', 'net_rates',
-           'best_decisions', 'break_even_price', 'normalized_gain', 'horizon_gains', 'value_loss', 'BudgetGroup',
-           'VariableThoughts', 'sample_variable_thoughts', 'replay_variable_thoughts', 'decision_positions',
-           'training_budgets', 'BudgetObjective', 'AdaptiveThinker', 'is_budget_model', 'save_budget_model',
-           'load_budget_model', 'AdaptiveGeneration', 'value_decide', 'generate_adaptive', 'budget_overlay',
-           'place_fixed', 'place_entropy', 'place_random', 'place_values', 'evaluate_placement', 'spearman',
-           'summarize_placement', 'think_adaptive', 'adaptive_page', 'explore_generation']
+           'net_values', 'best_decisions', 'break_even_price', 'normalized_gain', 'token_gain_targets', 'value_loss',
+           'BudgetGroup', 'VariableThoughts', 'sample_variable_thoughts', 'replay_variable_thoughts',
+           'decision_positions', 'training_budgets', 'BudgetObjective', 'AdaptiveThinker', 'is_budget_model',
+           'save_budget_model', 'load_budget_model', 'AdaptiveGeneration', 'value_decide', 'generate_adaptive',
+           'budget_overlay', 'place_fixed', 'place_entropy', 'place_random', 'place_values', 'evaluate_placement',
+           'spearman', 'summarize_placement', 'think_adaptive', 'adaptive_page', 'explore_generation']
 
 # %% ../nbs/06_budget.ipynb #222f67fe
 @dataclass
@@ -37,7 +37,8 @@ class BudgetConfig:
     temperature: float = 1.0 # thought sampling temperature
     logprob_temperature: float = 0.0 # temperature of log π of thought tokens in REINFORCE; 0 = the sampling temperature (released: 3)
     value_weight: float = 1.0 # weight of the value regression (nats²)
-    value_hidden: int = 64 # width of the value network's hidden layer
+    value_hidden: int = 64 # width of the value network's hidden layers
+    value_layers: int = 2 # its hidden layers (one could not tell two-hop answers from the first of two-token answers apart)
     thought_weight: float = 1.0 # weight of the Quiet-STaR REINFORCE term on thought tokens
     thought_nll_weight: float = 0.5 # look-ahead NLL of the thought-conditioned (unmixed) prediction, as 05's thought_weight
     base_loss_weight: float = 0.5 # weight of the base next-token NLL; the training positions' mixed NLL gets 1 - this
@@ -62,8 +63,8 @@ class BudgetConfig:
         check(min(self.value_weight, self.thought_weight, self.thought_nll_weight) >= 0,
               "value_weight, thought_weight and thought_nll_weight must be >= 0")
         check(0 <= self.base_loss_weight <= 1, f"base_loss_weight={self.base_loss_weight}; use a value in [0, 1]")
-        check(self.value_hidden >= 1 and self.n_positions >= 0 and self.mixing_hidden >= 0,
-              "value_hidden must be >= 1; n_positions and mixing_hidden >= 0")
+        check(self.value_hidden >= 1 and self.value_layers >= 1 and self.n_positions >= 0 and self.mixing_hidden >= 0,
+              "value_hidden and value_layers must be >= 1; n_positions and mixing_hidden >= 0")
         check(self.lam >= 0, f"lam={self.lam}; the price of a thought token is >= 0")
         check(self.marker_lr_scale > 0, f"marker_lr_scale={self.marker_lr_scale}; use a positive multiplier (1 = the LM's lr)")
         check(self.advantage in ADVANTAGES, f"advantage={self.advantage!r}; use one of: {', '.join(ADVANTAGES)}")
@@ -80,42 +81,81 @@ class BudgetConfig:
 
 # %% ../nbs/06_budget.ipynb #f2754b27
 class BudgetValues(nn.Module):
-    "Q(b, a | h): the summed look-ahead gain (nats) of a thought of b tokens serving the next a tokens, for every positive budget and horizon, from the base hidden state; budget 0 is worth exactly 0 and is not estimated."
+    "Q(b, a | h): the look-ahead gain (nats) of a thought of b tokens on each of the next tokens it serves, summed per horizon a, for every positive budget, from the base hidden state; budget 0 is worth exactly 0 and is not estimated."
     def __init__(self, d_model:int, # hidden size of the language model
                  budgets:tuple, # thought lengths (0 first)
                  lookaheads:tuple, # horizons
-                 d_hidden:int=64): # width of the hidden layer
+                 d_hidden:int=64, # width of the hidden layers
+                 n_layers:int=2, # hidden layers
+                 n_reference:int=2048): # base states kept from training for `token_value` (0: none, the value of a token is 0)
         super().__init__()
-        self.d_model, self.d_hidden = d_model, d_hidden
+        self.d_model, self.d_hidden, self.n_layers = d_model, d_hidden, n_layers
         self.budgets, self.lookaheads = tuple(budgets), tuple(lookaheads)
         self.norm = nn.LayerNorm(d_model)
-        self.trunk = nn.Sequential(nn.Linear(d_model, d_hidden), nn.ReLU())
-        self.out = nn.Linear(d_hidden, (len(self.budgets) - 1) * len(self.lookaheads))
+        self.trunk = nn.Sequential(*[m for i in range(n_layers) for m in (nn.Linear(d_model if i == 0 else d_hidden, d_hidden), nn.ReLU())])
+        self.out = nn.Linear(d_hidden, (len(self.budgets) - 1) * self.lookaheads[-1])  # one output per budget and served token
         nn.init.zeros_(self.out.weight); nn.init.zeros_(self.out.bias)  # Q = 0: nothing is worth a thought until measured
+        A = self.lookaheads[-1]  # (na, A): horizon a sums the gains on its first a tokens
+        self.register_buffer("horizon_sums", (torch.arange(A) < torch.tensor(self.lookaheads)[:, None]).float(), persistent=False)
+        self.register_buffer("reference", torch.zeros(n_reference, d_model))  # a ring of base states seen in training
+        self.register_buffer("n_seen", torch.zeros((), dtype=torch.long))
+    def token_values(self, h:torch.Tensor, # (..., D) base hidden state at the position (detached by the caller)
+                    ) -> torch.Tensor: # (..., nb-1, A) estimated gain on each of the next A tokens, nats
+        d = self.out(self.trunk(self.norm(h.float())))
+        return d.view(*d.shape[:-1], len(self.budgets) - 1, self.lookaheads[-1])
     def forward(self, h:torch.Tensor, # (..., D) base hidden state at the position (detached by the caller)
-               ) -> torch.Tensor: # (..., nb-1, na) estimated gains, nats
-        q = self.out(self.trunk(self.norm(h.float())))
-        return q.view(*q.shape[:-1], len(self.budgets) - 1, len(self.lookaheads))
+               ) -> torch.Tensor: # (..., nb-1, na) estimated gains summed over each horizon, nats
+        return self.token_values(h) @ self.horizon_sums.T
+    def observe(self, h:torch.Tensor): # (N, D) base states of training positions
+        "Keep the latest training states (a ring of `n_reference`): the sample `token_value` averages over."
+        R, h = len(self.reference), h.detach().float().reshape(-1, self.d_model)
+        n, h = len(h), h[len(h) - R:] if len(h) > R else h  # only the last R can stay
+        if R == 0 or n == 0: return
+        idx = (self.n_seen + (n - len(h)) + torch.arange(len(h), device=h.device)) % R
+        self.reference[idx] = h.to(self.reference)
+        self.n_seen += n
+    @torch.no_grad()
+    def token_value(self, lam:float) -> float:
+        "ρ(λ): the mean over the kept training states of a fresh decision's best net gain per emitted token, max(0, max (Q − λ·b)/a); 0 before any."
+        n = int(min(int(self.n_seen), len(self.reference)))
+        if n == 0: return 0.0
+        return float(net_rates(self(self.reference[:n]), lam, self.budgets, self.lookaheads).flatten(-2).amax(-1).clamp(min=0).mean())
+    @torch.no_grad()
+    def decisions(self, h:torch.Tensor, # (..., D) base hidden states
+                  lam:float) -> tuple[torch.Tensor, torch.Tensor]: # (...,) budgets, (...,) horizons
+        "`best_decisions` of the estimates at price `lam`, each extra token a thought serves charged ρ = `token_value(lam)`."
+        return best_decisions(self(h), lam, self.budgets, self.lookaheads, self.token_value(lam))
 
 def new_budget_values(model:PreTrainedModel, cfg:BudgetConfig, seed:int=0) -> BudgetValues:
     "A fresh fp32 value estimator sized for `model`, on its device (seeded: the same on every process)."
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return BudgetValues(model.config.get_text_config().hidden_size, cfg.budgets, cfg.lookaheads, cfg.value_hidden).to(model.device)
+        return BudgetValues(model.config.get_text_config().hidden_size, cfg.budgets, cfg.lookaheads, cfg.value_hidden,
+                            cfg.value_layers).to(model.device)
 
 # %% ../nbs/06_budget.ipynb #1d2f9433
 def net_rates(q:torch.Tensor, # (..., nb-1, na) estimated gains of every positive budget and horizon
               lam:float|torch.Tensor, # price per thought token (nats), a float or (...,)
               budgets:tuple, lookaheads:tuple) -> torch.Tensor: # (..., nb-1, na)
-    "(Q(b, a) − λ·b) / a: the net gain per emitted token of each thought, which makes horizons comparable."
+    "(Q(b, a) − λ·b) / a: a thought's net gain per emitted token (what a fresh decision earns per token: `BudgetValues.token_value`)."
     b = torch.tensor(budgets[1:], dtype=q.dtype, device=q.device)[:, None]  # (nb-1, 1)
     a = torch.tensor(lookaheads, dtype=q.dtype, device=q.device)  # (na,)
     lam = torch.as_tensor(lam, dtype=q.dtype, device=q.device)[..., None, None]
     return (q - lam * b) / a
 
-def best_decisions(q:torch.Tensor, lam:float|torch.Tensor, budgets:tuple, lookaheads:tuple) -> tuple[torch.Tensor, torch.Tensor]:
-    "The budget and horizon with the best net rate per position, (...,) each; budget 0 (horizon 1) where no thought's rate is positive."
-    r = net_rates(q, lam, budgets, lookaheads)
+def net_values(q:torch.Tensor, # (..., nb-1, na) estimated gains of every positive budget and horizon
+               lam:float|torch.Tensor, # price per thought token (nats), a float or (...,)
+               budgets:tuple, lookaheads:tuple,
+               rho:float=0.0, # value of a token left to a fresh decision (nats per token): `BudgetValues.token_value(lam)`
+              ) -> torch.Tensor: # (..., nb-1, na)
+    "Q(b, a) − λ·b − ρ·(a − 1): a thought's net gain against no thought, each of its a − 1 extra tokens charged what deciding there fresh is worth."
+    a = torch.tensor(lookaheads, dtype=q.dtype, device=q.device)  # (na,)
+    return net_rates(q, lam, budgets, lookaheads) * a - rho * (a - 1)
+
+def best_decisions(q:torch.Tensor, lam:float|torch.Tensor, budgets:tuple, lookaheads:tuple,
+                   rho:float=0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    "The budget and horizon with the best `net_values` per position, (...,) each; budget 0 (horizon 1) where none is positive."
+    r = net_values(q, lam, budgets, lookaheads, rho)
     best, i = r.flatten(-2).max(-1)  # (...,)
     bi, ai = i // len(lookaheads), i % len(lookaheads)
     think = best > 0  # strictly: a tie with the free option is not worth a thought
@@ -124,7 +164,7 @@ def best_decisions(q:torch.Tensor, lam:float|torch.Tensor, budgets:tuple, lookah
     return bv, av
 
 def break_even_price(q:torch.Tensor, budgets:tuple) -> torch.Tensor: # (...,)
-    "The price λ* above which no thought pays at a position: max over (b, a) of Q(b, a) / b (negative: never pays)."
+    "The price λ* above which no thought pays at a position (ρ = 0): max over (b, a) of Q(b, a) / b (negative: never pays)."
     b = torch.tensor(budgets[1:], dtype=q.dtype, device=q.device)[:, None]
     return (q / b).flatten(-2).max(-1).values
 
@@ -140,25 +180,23 @@ def normalized_gain(mixed_logprobs:torch.Tensor, # (B, K, P, A) log p of the loo
     gain = ((mixed_logprobs - base_logprobs[:, None]) * use[:, None]).sum(-1)
     return gain / use.sum(-1).clamp(min=1)[:, None]
 
-def horizon_gains(token_gains:torch.Tensor, # (B, K, P, A) gain of each thought on each look-ahead token (nats)
-                  valid:torch.Tensor, # (B, P, A) bool: a real target inside the window
-                  lookaheads:tuple, # horizons to report, each <= A
-                 ) -> tuple[torch.Tensor, torch.Tensor]: # (B, P, na) mean over K of the summed gain, (B, P, na) observed
-    "The value targets: for each horizon a, the gain summed over the first a tokens, averaged over the K thoughts; observed where all a targets are real."
+def token_gain_targets(token_gains:torch.Tensor, # (B, K, P, A) gain of each thought on each look-ahead token (nats)
+                       valid:torch.Tensor, # (B, P, A) bool: a real target inside the window
+                       horizon:int, # the largest horizon estimated (<= A)
+                      ) -> tuple[torch.Tensor, torch.Tensor]: # (B, P, horizon) mean over K, (B, P, horizon) observed
+    "The value targets: each of the first `horizon` look-ahead tokens' gain, averaged over the K thoughts; observed where the target is real."
     A = token_gains.shape[-1]
-    check(max(lookaheads) <= A, f"horizons {lookaheads} need a look-ahead of {max(lookaheads)}; the thoughts were scored on {A}")
-    run = (token_gains * valid[:, None]).cumsum(-1).mean(1)  # (B, P, A)
-    idx = torch.tensor([a - 1 for a in lookaheads], device=run.device)
-    return run.index_select(-1, idx), valid.index_select(-1, idx)
+    check(horizon <= A, f"horizons up to {horizon} need a look-ahead of {horizon}; the thoughts were scored on {A}")
+    return (token_gains[..., :horizon] * valid[:, None, :, :horizon]).mean(1), valid[..., :horizon]
 
-def value_loss(q:torch.Tensor, # (B, P, nb-1, na) the estimates, with gradient
+def value_loss(d:torch.Tensor, # (B, P, nb-1, A) per-token estimates (`BudgetValues.token_values`), with gradient
                budget_idx:torch.Tensor, # (B, P) index of the sampled budget among the positive ones
-               targets:torch.Tensor, # (B, P, na) `horizon_gains` of the sampled thoughts
-               observed:torch.Tensor, # (B, P, na) bool: a target to fit (real position, horizon inside the window)
+               targets:torch.Tensor, # (B, P, A) `token_gain_targets` of the sampled thoughts
+               observed:torch.Tensor, # (B, P, A) bool: a target to fit (real position, token inside the window)
               ) -> torch.Tensor:
-    "Squared error of the sampled budget's estimates against the gains measured for it, on every observed horizon."
-    qb = q.gather(-2, budget_idx[..., None, None].expand(*budget_idx.shape, 1, q.shape[-1])).squeeze(-2)  # (B, P, na)
-    return masked_mean((qb - targets.detach()) ** 2, observed)
+    "Squared error of the sampled budget's per-token estimates against the gains measured for it, on every observed token."
+    db = d.gather(-2, budget_idx[..., None, None].expand(*budget_idx.shape, 1, d.shape[-1])).squeeze(-2)  # (B, P, A)
+    return masked_mean((db - targets.detach()) ** 2, observed)
 
 # %% ../nbs/06_budget.ipynb #3878ecd8
 @dataclass
@@ -337,25 +375,28 @@ class BudgetObjective(Objective):
             if g.budget > 2:
                 adv = advantages(gk, c.advantage)
                 thought_pg = thought_pg + masked_mean(-adv * th.logprobs.sum(-1), g.real[:, None].expand_as(adv)) * n
-            targets[g.budget], observed[g.budget] = horizon_gains(self.decision_gain(g), use, c.lookaheads)  # (B, Pg, na)
+            targets[g.budget], observed[g.budget] = token_gain_targets(self.decision_gain(g), use, c.max_horizon)  # (B, Pg, A)
             rsum, rcnt = rsum + (gk * g.real[:, None]).sum(), rcnt + n
             n_chains += n
         nll_mixed, nll_thought, thought_pg = (x / max(n_chains, 1) for x in (nll_mixed, nll_thought, thought_pg))
-        q = self.values(rollout["h"])  # (B, P, nb-1, na)
+        d = self.values.token_values(rollout["h"])  # (B, P, nb-1, A) per-token estimates
         if vt.groups:
-            tgt = vt.scatter(lambda g: targets[g.budget].transpose(1, 2)).transpose(1, 2)  # (B, P, na)
+            tgt = vt.scatter(lambda g: targets[g.budget].transpose(1, 2)).transpose(1, 2)  # (B, P, A)
             obs = vt.scatter(lambda g: observed[g.budget].transpose(1, 2).float()).transpose(1, 2).bool() & real[..., None]
-            vl = value_loss(q, rollout["budget_idx"], tgt, obs)
-            gain = tgt[..., -1] / c.max_horizon  # (B, P) mixed gain per token on the largest horizon
-        else: vl, obs, gain = z, torch.zeros(B, P, len(c.lookaheads), dtype=torch.bool, device=ids.device), z.expand(B, P)
+            vl = value_loss(d, rollout["budget_idx"], tgt, obs)
+            gain = tgt.sum(-1) / c.max_horizon  # (B, P) mixed gain per token on the largest horizon
+        else: vl, obs, gain = z, torch.zeros(B, P, c.max_horizon, dtype=torch.bool, device=ids.device), z.expand(B, P)
         loss = (c.base_loss_weight * nll_base + (1 - c.base_loss_weight) * nll_mixed + c.thought_nll_weight * nll_thought
                 + c.thought_weight * thought_pg + c.value_weight * vl)
         with torch.no_grad():
-            bud_at, hor_at = best_decisions(q.detach(), c.lam, c.budgets, c.lookaheads)  # where the estimates would think at cfg.lam
-            lam_star = break_even_price(q.detach(), c.budgets)
+            self.values.observe(rollout["h"][real])  # the training states `token_value` averages over
+            q = d.detach() @ self.values.horizon_sums.T  # (B, P, nb-1, na) summed over each horizon
+            rho = self.values.token_value(c.lam)
+            bud_at, hor_at = best_decisions(q, c.lam, c.budgets, c.lookaheads, rho)  # where the estimates would think at cfg.lam
+            lam_star = break_even_price(q, c.budgets)
         mix = [masked_mean(g.thoughts.mix_weights, g.real[:, None, :, None].expand_as(g.thoughts.mix_weights)) for g in vt.groups]
         return loss, dict(nll_base=nll_base, nll_mixed=nll_mixed, nll_thought=nll_thought, thought_pg=thought_pg, value_loss=vl,
-                          value_mean=masked_mean(q.detach().amax((-1, -2)), real), gain_mean=masked_mean(gain, obs[..., -1]),
+                          value_mean=masked_mean(q.amax((-1, -2)), real), token_value=torch.tensor(rho), gain_mean=masked_mean(gain, obs[..., -1]),
                           reward_mean=rsum / max(rcnt, 1),
                           think_rate=masked_mean((bud_at > 0).float(), real), thought_tokens=masked_mean(bud_at.float(), real),
                           horizon_mean=masked_mean(hor_at.float(), real & (bud_at > 0)), break_even_lam=masked_mean(lam_star, real),
@@ -385,7 +426,8 @@ def save_budget_model(th:Thinker, values:BudgetValues, cfg:BudgetConfig, path) -
     "A thinking-model folder (`save_thinking_model`) plus the value estimator's weights and the budget config."
     path = save_thinking_model(th, path)
     save_file({k: v.detach().contiguous().cpu() for k, v in values.state_dict().items()}, str(path/VALUES_FILE))
-    meta = dict(config=asdict(cfg), values=dict(d_model=values.d_model, d_hidden=values.d_hidden))
+    meta = dict(config=asdict(cfg), values=dict(d_model=values.d_model, d_hidden=values.d_hidden, n_layers=values.n_layers,
+                                                      n_reference=len(values.reference)))
     (path/BUDGET_FILE).write_text(json.dumps(meta, indent=2))
     return path
 
@@ -403,8 +445,10 @@ def load_budget_model(path, dtype:str="float32", device:str="auto") -> AdaptiveT
     try:
         cfg = BudgetConfig(**meta["config"])
         vals = BudgetValues(budgets=cfg.budgets, lookaheads=cfg.lookaheads, **meta["values"])
+        vals.load_state_dict(load_file(str(path/VALUES_FILE)))
     except (KeyError, TypeError) as e: raise NtpRlError(f"{path/BUDGET_FILE} does not describe value estimates ({e}); {fix}") from None
-    vals.load_state_dict(load_file(str(path/VALUES_FILE)))
+    except RuntimeError: raise NtpRlError(f"{path/VALUES_FILE} holds value estimates of an older ntp_rl (one per horizon, no "
+                                          f"training states); retrain it with objective=budget") from None
     return AdaptiveThinker(th, vals.to(th.model.device).eval(), cfg)
 
 # %% ../nbs/06_budget.ipynb #58e61e2d
@@ -421,22 +465,27 @@ class AdaptiveGeneration(Generation):
                 f"|---|---|---|---|---|---|---|\n{rows}")
 
 def value_decide(values:BudgetValues, lam:float): # the price of a thought token (nats)
-    "A decide function for 04's `generate_with_thoughts`: `best_decisions` of the estimates at a DecisionPoint, the price folded into the output layer once."
+    "A decide function for 04's `generate_with_thoughts`: `best_decisions` of the estimates at a DecisionPoint (ρ = `token_value(lam)`), the price folded into the output layer once."
     check(lam >= 0, f"lam={lam}; the price of thinking must be >= 0")
-    v = values
-    with torch.no_grad():  # net rate (Q − λ·b)/a = W'z + c' with W' = W/a, c' = (bias − λ·b)/a: one matrix-vector product
-        dev, na = v.out.weight.device, len(v.lookaheads)
-        b = torch.tensor(v.budgets[1:], dtype=torch.float32, device=dev).repeat_interleave(na)  # (nb-1)·na, budget-major
-        a = torch.tensor(v.lookaheads, dtype=torch.float32, device=dev).repeat(len(v.budgets) - 1)
-        # option 0 is "no thought", rate 0: the first maximum wins, so a thought must be strictly better than none
-        W = torch.cat([v.out.weight.new_zeros(1, v.d_hidden), v.out.weight / a[:, None]])
-        c = torch.cat([v.out.bias.new_zeros(1), (v.out.bias - lam * b) / a])
+    v, rho = values, values.token_value(lam)
+    with torch.no_grad():  # net value Q − λ·b − ρ·(a − 1) = W'z + c': the horizon sums and the charges folded in, one matrix-vector product
+        dev, nb1, A, na = v.out.weight.device, len(v.budgets) - 1, v.lookaheads[-1], len(v.lookaheads)
+        S = v.horizon_sums  # (na, A)
+        Wq = torch.einsum("ja,bah->bjh", S, v.out.weight.view(nb1, A, -1)).reshape(nb1 * na, -1)  # budget-major
+        bq = (v.out.bias.view(nb1, A) @ S.T).reshape(-1)
+        b = torch.tensor(v.budgets[1:], dtype=torch.float32, device=dev).repeat_interleave(na)  # (nb-1)·na
+        a = torch.tensor(v.lookaheads, dtype=torch.float32, device=dev).repeat(nb1)
+        # option 0 is "no thought", worth 0: the first maximum wins, so a thought must be strictly better than none
+        W = torch.cat([Wq.new_zeros(1, v.d_hidden), Wq])
+        c = torch.cat([bq.new_zeros(1), bq - lam * b - rho * (a - 1)])
         ln = v.norm  # the layer norm's affine folded into the first layer: W1·(γ·x̂ + β) + b1
         W1, b1 = v.trunk[0].weight * ln.weight, v.trunk[0].bias + v.trunk[0].weight @ ln.bias
+        rest = [(l.weight, l.bias) for l in v.trunk[2::2]]  # the other hidden layers, as they are
         D, eps = v.d_model, ln.eps
     options = [NO_THOUGHTS] + [(bb, aa) for bb in v.budgets[1:] for aa in v.lookaheads]
     def decide(pt:DecisionPoint) -> tuple[int, int]:  # called inside generate_with_thoughts' no_grad
         z = torch.relu(torch.addmv(b1, W1, F.layer_norm(pt.hidden.float(), (D,), eps=eps)))
+        for Wl, bl in rest: z = torch.relu(torch.addmv(bl, Wl, z))
         return options[int(torch.addmv(c, W, z).argmax())]
     return decide
 
@@ -481,8 +530,8 @@ def place_random(T:int, rate:float, seed:int=0):
     return lambda ent, h, lam: torch.where(torch.rand(ent.shape, generator=g).to(ent.device) < rate, T, 0)
 
 def place_values(values:BudgetValues):
-    "The budget the value estimates choose at the evaluation's λ (`best_decisions`)."
-    return lambda ent, h, lam: best_decisions(values(h), lam, values.budgets, values.lookaheads)[0]
+    "The budget the value estimates choose at the evaluation's λ (`best_decisions`, ρ = `token_value(λ)`)."
+    return lambda ent, h, lam: values.decisions(h, lam)[0]
 
 @torch.no_grad()
 def evaluate_placement(th:Thinker, windows, # `Windows` to score

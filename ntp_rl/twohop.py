@@ -18,7 +18,6 @@ from .budget import BudgetConfig, BudgetValues, new_budget_values, break_even_pr
 from .trainer import TrainConfig, train, read_metrics
 from .viewer import render_page
 
-
 # %% auto #0
 __all__ = ['TWOHOP_MODEL', 'TWOHOP_INITS', 'ANCHOR_TYPES', 'THOUGHT_KINDS', 'PLACEMENTS', 'TwohopModelConfig', 'induction_init',
            'init_twohop_model', 'twohop_train_config', 'build_twohop_model', 'prepare_twohop_model',
@@ -60,7 +59,6 @@ class TwohopModelConfig:
     def tokenizer(self):
         "`twohop_tokenizer` of the task's alphabet (and digits, with two-token answers)."
         return twohop_tokenizer(self.task.n_symbols, len(self.task.digits))
-
 
 # %% ../nbs/07a_twohop.ipynb #9e067e08
 def induction_init(model, tok, cfg:TwohopModelConfig=TwohopModelConfig(),
@@ -120,7 +118,6 @@ def init_twohop_model(path:str|Path, cfg:TwohopModelConfig=TwohopModelConfig()) 
     path = Path(path); model.save_pretrained(path); tok.save_pretrained(path)
     return path
 
-
 # %% ../nbs/07a_twohop.ipynb #baf1a6f6
 def twohop_train_config(init:str|Path, # a folder written by `init_twohop_model`
                         out_dir:str|Path, cfg:TwohopModelConfig=TwohopModelConfig()) -> TrainConfig:
@@ -150,8 +147,6 @@ def prepare_twohop_model(cfg:TwohopModelConfig|None=None) -> Path:
     dest = built_model_dir(TWOHOP_MODEL)
     if not dest.exists(): print(f"ntp_rl: training {TWOHOP_MODEL} from scratch into {dest} (once)", file=sys.stderr)
     return build_atomically(dest, lambda tmp: build_twohop_model(tmp, cfg or TwohopModelConfig()))
-
-
 
 # %% ../nbs/07a_twohop.ipynb #36d5bbb0
 def twohop_eval_windows(tok, n_docs:int=256, # held-out sequences: full tables, no thoughts
@@ -369,7 +364,7 @@ def fit_oracle_values(model, tok, windows:Windows, # training windows (not the e
     zero, one = torch.zeros(512, 1, dtype=torch.long, device=dev), torch.ones(512, 1, 1, dtype=torch.bool, device=dev)
     for _ in range(steps):
         i = torch.randint(len(h), (512,), generator=gen).to(dev)
-        loss = value_loss(vals(h[i])[:, None], zero, g[i][:, None, None], one)  # (512, 1, nb-1=1, na=1) estimates
+        loss = value_loss(vals.token_values(h[i])[:, None], zero, g[i][:, None, None], one)  # (512, 1, nb-1=1, A=1) estimates
         opt.zero_grad(); loss.backward(); opt.step()
     return vals.eval()
 
@@ -377,12 +372,14 @@ def fit_oracle_values(model, tok, windows:Windows, # training windows (not the e
 def horizon_decisions(df:pd.DataFrame, # `thought_nll(..., n_ahead=2, values=...)` rows, with q_a for each allowed horizon a
                       lam:float, # price per thought token (nats)
                       horizons:tuple=(1, 2), # the horizons the decision may choose
-                      budget:int=3) -> np.ndarray: # (rows,) 0 = no thought, else the chosen horizon
-    "06's `best_decisions` at every row: the horizon with the best net rate (Q(b, a) − λ·b) / a, or no thought where none is positive."
+                      budget:int=3,
+                      rho:float=0.0, # value of a token left to a fresh decision: the estimator's `token_value(lam)`
+                     ) -> np.ndarray: # (rows,) 0 = no thought, else the chosen horizon
+    "06's `best_decisions` at every row: the horizon with the best net value Q(b, a) − λ·b − ρ·(a − 1), or no thought where none is positive."
     missing = [f"q_{a}" for a in horizons if f"q_{a}" not in df]
     check(not missing, f"no {', '.join(missing)} column: pass values= (with these horizons) to thought_nll")
     q = torch.tensor(df[[f"q_{a}" for a in horizons]].to_numpy(), dtype=torch.float64)[:, None]  # (rows, 1 budget, na)
-    b, a = best_decisions(q, lam, (0, budget), tuple(horizons))
+    b, a = best_decisions(q, lam, (0, budget), tuple(horizons), rho)
     return np.where(b.numpy() > 0, a.numpy(), 0)
 
 def oracle_horizons(df:pd.DataFrame, serve:int=2) -> np.ndarray: # (rows,) 0, 1 or 2

@@ -144,23 +144,27 @@ def test_value_decide_is_best_decisions(tiny):
         for p in vals.parameters(): p.add_(torch.randn(p.shape, generator=g) * 0.5)
         vals.out.bias.add_(2.0)
     h = torch.randn(300, 64, generator=g)
+    vals.observe(torch.randn(100, 64, generator=g))  # training states: ρ > 0 charges each extra served token
     with torch.no_grad(): q, logits = vals(h), lm_logits(m, h, marks)
     pts = [DecisionPoint(0, h[i], logits[i]) for i in range(len(h))]
-    seen = set()
+    seen, rhos = set(), []
     for lam in (0.0, 0.1, 0.4, 1.0, 3.0):
         decide = value_decide(vals, lam)
-        bud, hor = best_decisions(q, lam, vals.budgets, vals.lookaheads)
+        rhos.append(vals.token_value(lam))
+        bud, hor = best_decisions(q, lam, vals.budgets, vals.lookaheads, rhos[-1])
+        assert all(torch.equal(x, y) for x, y in zip(vals.decisions(h, lam), (bud, hor)))
         got = [decide(pt) for pt in pts]
         want = [(int(b), int(a)) if b else NO_THOUGHTS for b, a in zip(bud, hor)]
         assert got == want, lam
         seen |= set(got)
     assert NO_THOUGHTS in seen and len(seen) > 4, seen
+    assert rhos[0] > 0 and rhos == sorted(rhos, reverse=True), rhos  # a dearer thought: a fresh token is worth less
 
 def test_generate_adaptive_horizon_costs_and_serves(tiny):
     "Estimates that make budget 4 with horizon 3 the best: one thought every 3 tokens, costing 4 + 2 chain tokens each, plus the text."
     m, tok, marks = tiny
     vals = new_budget_values(m, BudgetConfig(budgets=(0, 4), lookaheads=(1, 3)))
-    with torch.no_grad(): vals.out.bias.copy_(torch.tensor([0., 50.]))  # (4, 3) worth 50 nats
+    with torch.no_grad(): vals.out.bias.copy_(torch.tensor([0., 0., 50.]))  # 50 nats on the third token: (4, 3) worth 50, (4, 1) 0
     c = TokenCounter(m)
     try: gen = generate_adaptive(m, tok, "In the year 2889", vals, lam=0.0, max_new_tokens=7)
     finally: c.close()
@@ -209,13 +213,48 @@ def test_values_learn_where_thinking_pays_and_the_price_steers_them(tmp_path):
     assert rate(cheap, real & kind) > 0.8 and rate(cheap, real & ~kind) < 0.2, (rate(cheap, real & kind), rate(cheap, real & ~kind))
     assert rate(dear, real) < 0.05
 
+class ServedTwice(BudgetObjective):
+    "A thought gains 1 nat on the next token everywhere, and 1 more on the token after only at one kind of position."
+    def decision_gain(self, g):
+        th = g.thoughts
+        hb = th.base_hidden.gather(1, th.positions[..., None].expand(-1, -1, th.base_hidden.shape[-1]))  # (B, Pg, D)
+        out = torch.zeros_like(super().decision_gain(g))  # (B, K, Pg, A)
+        out[..., 0] = 1.0
+        out[..., 1] = pays(hb).float()[:, None]
+        return out
+
+def test_values_learn_horizons_per_token(tmp_path):
+    """The per-token estimates learn that the second token gains only at one kind of position: at a price of 1/4 nat
+    (budget 2 costs 1/2) a thought is kept for two tokens there (2 − 1/2 − ρ > 1 − 1/2) and for one elsewhere, where
+    its second token gains nothing and is charged ρ > 0, what a fresh decision earns per token."""
+    register_objective("served_twice", ServedTwice)
+    cfg = TrainConfig(objective="served_twice", objective_args=dict(budgets=(0, 2), lookaheads=(1, 2), n_positions=11, n_thoughts=2),
+                      model=ModelConfig("tiny-llama", device="cpu"), data=DataConfig("verne", window=12, batch_size=4),
+                      out_dir=str(tmp_path/"served"), max_steps=60, lr=1e-4, objective_lr=3e-2, warmup_steps=0, save_every=1000)
+    tr = Trainer(cfg)
+    tr.run()
+    mo = tr.acc.unwrap_model(tr.module)
+    vals = mo.objective.values
+    assert int(vals.n_seen) == 60 * 4 * 11 and 0 < vals.token_value(0.25) < 1  # every training position was kept in the ring
+    ws = load_windows(cfg.data, tr.tok, max_context=64)["val"]
+    ids, am = ws.input_ids[:8], ws.attention_mask[:8]
+    with torch.no_grad(): h = text_pass(mo.lm, ids, am).hidden[:, :-1]
+    real = am[:, 1:].bool() & am[:, :-1].bool()
+    kind = pays(h)
+    bud, hor = vals.decisions(h, 0.25)
+    share = lambda sel: float(sel.float().mean())
+    assert share(bud[real] == 2) > 0.95  # a thought pays 1 nat for 1/2 everywhere
+    assert share(hor[real & kind] == 2) > 0.8 and share(hor[real & ~kind] == 1) > 0.8, (share(hor[real & kind] == 2), share(hor[real & ~kind] == 1))
+
 def test_budget_resume_is_exact(tmp_path):
     a = assert_resume_exact(tmp_path, BG)  # constant_with_warmup: max_steps does not change the lr
     rows = [r for r in read_metrics(a) if "loss" in r]
     for k in ("nll_base", "nll_mixed", "nll_thought", "thought_pg", "value_loss", "value_mean", "gain_mean", "reward_mean",
-              "think_rate", "thought_tokens", "horizon_mean", "break_even_lam", "train_thought_tokens", "mix_weight", "chain_tokens"):
+              "think_rate", "thought_tokens", "horizon_mean", "break_even_lam", "train_thought_tokens", "mix_weight", "chain_tokens",
+              "token_value"):
         assert k in rows[-1], k
     at = load_budget_model(checkpoints(a)[-1], device="cpu")
+    assert int(at.values.n_seen) > 0 and at.values.reference.abs().sum() > 0  # the training states travel with the model
     assert at.cfg.budgets == (0, 2, 4) and at.thinker.cfg.thought_len == 4
     page = tmp_path/"page.html"
     r = run([sys.executable, "-c", "from ntp_rl.cli import ntp_rl_think; ntp_rl_think()", "--adaptive", "--model",
@@ -234,7 +273,8 @@ def test_budget_two_processes(tmp_path):
 def test_bad_budget_configs(tmp_path, capsys):
     for args, msg in [(["objective_args.budgets=[2,4]"], "starting with 0"), (["objective_args.budgets=[0,1]"], "smallest is 2"),
                       (["objective_args.lam=-1"], "price of a thought token"), (["objective_args.value_weight=-1"], "must be >= 0"),
-                      (["objective_args.K=2"], "not fields of BudgetConfig")]:
+                      (["objective_args.K=2"], "not fields of BudgetConfig"),
+                      (["objective_args.value_layers=0"], "value_layers must be >= 1")]:
         with pytest.raises(SystemExit) as e: ntp_rl_train([*BG, *args, f"out_dir={tmp_path/'x'}"])  # in-process: the CLI's own error path
         err = capsys.readouterr().err
         assert e.value.code == 2 and msg in err and err.count("\n") == 1 and "Traceback" not in err, err[-2000:]
