@@ -11,12 +11,13 @@ import yaml
 
 
 # %% auto #0
-__all__ = ['DEVICES', 'BOUNDARIES', 'DEFAULT_MODEL', 'BUILT_MODELS', 'ARCHS', 'TINY_MODELS', 'NtpRlError', 'check',
-           'error_message', 'debug_enabled', 'run_cli', 'CliParser', 'seed_everything', 'pick_device', 'bf16_supported',
-           'pick_dtype', 'check_fields', 'ModelConfig', 'DataConfig', 'cache_dir', 'file_lock', 'build_atomically',
-           'read_text', 'yaml_value', 'read_yaml', 'read_json', 'atomic_write', 'check_writable', 'file_sha256',
-           'smollm2_gguf', 'default_model_dir', 'prepare_default_model', 'hub_reachable', 'built_model_dir',
-           'resolve_model', 'load_model', 'default_tokenizer', 'tiny_config', 'tiny_model', 'token_nll', 'perplexity']
+__all__ = ['DEVICES', 'BOUNDARIES', 'DEFAULT_MODEL', 'BUILT_MODELS', 'GLIBC_MMAP_MAX', 'ARCHS', 'TINY_MODELS', 'NtpRlError',
+           'check', 'error_message', 'debug_enabled', 'run_cli', 'CliParser', 'seed_everything', 'pick_device',
+           'bf16_supported', 'pick_dtype', 'check_fields', 'ModelConfig', 'DataConfig', 'cache_dir', 'file_lock',
+           'build_atomically', 'read_text', 'yaml_value', 'read_yaml', 'read_json', 'atomic_write', 'check_writable',
+           'file_sha256', 'smollm2_gguf', 'default_model_dir', 'prepare_default_model', 'hub_reachable',
+           'built_model_dir', 'resolve_model', 'keep_freed_cpu_memory', 'load_model', 'default_tokenizer',
+           'tiny_config', 'tiny_model', 'token_nll', 'perplexity']
 
 # %% ../nbs/00_core.ipynb #5a39bba9
 def _transformers():
@@ -430,6 +431,23 @@ def resolve_model(name_or_path:str) -> str:
     return name_or_path
 
 
+# %% ../nbs/00_core.ipynb #f72b5f17
+GLIBC_MMAP_MAX = 32 * 2**20 # glibc's largest M_MMAP_THRESHOLD on 64-bit: blocks up to this size come from the reusable heap
+_cpu_memory_kept = False
+
+def keep_freed_cpu_memory() -> bool:
+    "Keep memory that CPU tensors free inside the process for the next allocation (glibc: no heap trimming, blocks up to 32 MiB from the heap); True when in force."
+    global _cpu_memory_kept
+    if _cpu_memory_kept: return True
+    import ctypes, platform
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc": return False
+    try: libc = ctypes.CDLL("libc.so.6")
+    except OSError: return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # malloc.h
+    _cpu_memory_kept = libc.mallopt(M_MMAP_THRESHOLD, GLIBC_MMAP_MAX) == 1 and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1
+    return _cpu_memory_kept
+
+
 # %% ../nbs/00_core.ipynb #c818b6c3
 def load_model(name_or_path:str=DEFAULT_MODEL, # built-in name (smollm2-135m, tiny-llama, tiny-gpt2, twohop-llama), local folder or hub id
                dtype:str|torch.dtype="float32", # float32, bfloat16, float16 or auto
@@ -439,6 +457,7 @@ def load_model(name_or_path:str=DEFAULT_MODEL, # built-in name (smollm2-135m, ti
     "Load a Hugging Face causal LM and its tokenizer, in eval mode on `device`. Fails fast and clearly when offline."
     check(isinstance(name_or_path, str) and bool(name_or_path), f"model={name_or_path!r}; give a model name, folder or hub id")
     dev = pick_device(device)  # a device that is not there fails before any model is built
+    if dev.type == "cpu": keep_freed_cpu_memory()  # steps reuse freed memory instead of page-faulting it in again
     if name_or_path in TINY_MODELS:
         model, tok = tiny_model(TINY_MODELS[name_or_path], attn_implementation=attn_implementation)
         return model.to(dev, pick_dtype(dtype, dev)).eval(), tok
