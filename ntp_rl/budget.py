@@ -138,10 +138,7 @@ def net_rates(q:torch.Tensor, # (..., nb-1, na) estimated gains of every positiv
               lam:float|torch.Tensor, # price per thought token (nats), a float or (...,)
               budgets:tuple, lookaheads:tuple) -> torch.Tensor: # (..., nb-1, na)
     "(Q(b, a) − λ·b) / a: a thought's net gain per emitted token (what a fresh decision earns per token: `BudgetValues.token_value`)."
-    b = torch.tensor(budgets[1:], dtype=q.dtype, device=q.device)[:, None]  # (nb-1, 1)
-    a = torch.tensor(lookaheads, dtype=q.dtype, device=q.device)  # (na,)
-    lam = torch.as_tensor(lam, dtype=q.dtype, device=q.device)[..., None, None]
-    return (q - lam * b) / a
+    return net_values(q, lam, budgets, lookaheads) / torch.tensor(lookaheads, dtype=q.dtype, device=q.device)
 
 def net_values(q:torch.Tensor, # (..., nb-1, na) estimated gains of every positive budget and horizon
                lam:float|torch.Tensor, # price per thought token (nats), a float or (...,)
@@ -149,8 +146,10 @@ def net_values(q:torch.Tensor, # (..., nb-1, na) estimated gains of every positi
                rho:float=0.0, # value of a token left to a fresh decision (nats per token): `BudgetValues.token_value(lam)`
               ) -> torch.Tensor: # (..., nb-1, na)
     "Q(b, a) − λ·b − ρ·(a − 1): a thought's net gain against no thought, each of its a − 1 extra tokens charged what deciding there fresh is worth."
+    b = torch.tensor(budgets[1:], dtype=q.dtype, device=q.device)[:, None]  # (nb-1, 1)
     a = torch.tensor(lookaheads, dtype=q.dtype, device=q.device)  # (na,)
-    return net_rates(q, lam, budgets, lookaheads) * a - rho * (a - 1)
+    lam = torch.as_tensor(lam, dtype=q.dtype, device=q.device)[..., None, None]
+    return q - lam * b - rho * (a - 1)
 
 def best_decisions(q:torch.Tensor, lam:float|torch.Tensor, budgets:tuple, lookaheads:tuple,
                    rho:float=0.0) -> tuple[torch.Tensor, torch.Tensor]:
