@@ -105,19 +105,24 @@ class BudgetValues(nn.Module):
         return d.view(*d.shape[:-1], len(self.budgets) - 1, self.lookaheads[-1])
     def forward(self, h:torch.Tensor, # (..., D) base hidden state at the position (detached by the caller)
                ) -> torch.Tensor: # (..., nb-1, na) estimated gains summed over each horizon, nats
-        return self.token_values(h) @ self.horizon_sums.T
+        return self.horizon_values(self.token_values(h))
+    def horizon_values(self, d:torch.Tensor, # (..., nb-1, A) per-token estimates (`token_values`)
+                      ) -> torch.Tensor: # (..., nb-1, na)
+        "Sum each horizon's first a per-token estimates: Q(b, a)."
+        return d @ self.horizon_sums.T
     def observe(self, h:torch.Tensor): # (N, D) base states of training positions
         "Keep the latest training states (a ring of `n_reference`): the sample `token_value` averages over."
         R, h = len(self.reference), h.detach().float().reshape(-1, self.d_model)
-        n, h = len(h), h[len(h) - R:] if len(h) > R else h  # only the last R can stay
+        n = len(h)
         if R == 0 or n == 0: return
+        h = h[-R:]  # only the last R can stay
         idx = (self.n_seen + (n - len(h)) + torch.arange(len(h), device=h.device)) % R
         self.reference[idx] = h.to(self.reference)
         self.n_seen += n
     @torch.no_grad()
     def token_value(self, lam:float) -> float:
         "ρ(λ): the mean over the kept training states of a fresh decision's best net gain per emitted token, max(0, max (Q − λ·b)/a); 0 before any."
-        n = int(min(int(self.n_seen), len(self.reference)))
+        n = min(int(self.n_seen), len(self.reference))
         if n == 0: return 0.0
         return float(net_rates(self(self.reference[:n]), lam, self.budgets, self.lookaheads).flatten(-2).amax(-1).clamp(min=0).mean())
     @torch.no_grad()
@@ -389,7 +394,7 @@ class BudgetObjective(Objective):
                 + c.thought_weight * thought_pg + c.value_weight * vl)
         with torch.no_grad():
             self.values.observe(rollout["h"][real])  # the training states `token_value` averages over
-            q = d.detach() @ self.values.horizon_sums.T  # (B, P, nb-1, na) summed over each horizon
+            q = self.values.horizon_values(d.detach())  # (B, P, nb-1, na)
             rho = self.values.token_value(c.lam)
             bud_at, hor_at = best_decisions(q, c.lam, c.budgets, c.lookaheads, rho)  # where the estimates would think at cfg.lam
             lam_star = break_even_price(q, c.budgets)
