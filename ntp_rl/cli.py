@@ -26,11 +26,14 @@ def ntp_rl_prepare(argv:list[str]|None=None):
 
 # %% ../nbs/10_cli.ipynb #12bebfec
 def ntp_rl_prepare_twohop(argv:list[str]|None=None):
-    "Train the two-hop task's model (`twohop-llama`, a 2-layer Llama) once into the ntp_rl cache, so every command can load it."
-    CliParser("ntp_rl_prepare_twohop", ntp_rl_prepare_twohop.__doc__).parse_args(argv)
+    "Train a two-hop task's model (a 2-layer Llama: `twohop-llama`, or `--name twohop-fair`) once into the ntp_rl cache, so every command can load it."
+    p = CliParser("ntp_rl_prepare_twohop", ntp_rl_prepare_twohop.__doc__)
+    p.add_argument("--name", default="twohop-llama", choices=["twohop-llama", "twohop-fair"],
+                   help="twohop-llama: thoughts seeded by pretraining; twohop-fair: the discovery build (reads thoughts, never shown one in a query)")
+    a = p.parse_args(argv)
     def main():
         from ntp_rl.twohop import prepare_twohop_model
-        print(prepare_twohop_model())
+        print(prepare_twohop_model(name=a.name))
     run_cli(main)
 
 

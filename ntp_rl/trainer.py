@@ -17,9 +17,10 @@ from .data import *
 from .objective import *
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'PRECISIONS', 'RESUME_FREE', 'CKPT', 'TrainConfig', 'config_to_dict', 'parse_overrides',
+__all__ = ['SCHEDULES', 'PRECISIONS', 'RESUME_FREE', 'CKPT', 'COLLAPSE_SHARE', 'TrainConfig', 'config_to_dict', 'parse_overrides',
            'load_train_config', 'TrainModule', 'BatchStream', 'checkpoints', 'latest_checkpoint', 'checkpoint_state',
-           'Trainer', 'train', 'read_metrics', 'CurriculumConfig', 'run_curriculum', 'load_curriculum']
+           'collapse_warning', 'Trainer', 'train', 'read_metrics', 'CurriculumConfig', 'run_curriculum',
+           'load_curriculum']
 
 # %% ../nbs/07_trainer.ipynb #a9a3b1b2
 SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine")
@@ -238,6 +239,17 @@ class _Logs:
     def close(self):
         if self.tb: self.tb.close()
 
+# %% ../nbs/07_trainer.ipynb #831be426
+COLLAPSE_SHARE = 0.9 # the share of the most common thought above which a run with no gain has collapsed
+
+def collapse_warning(metrics:dict, # one step's logged metrics (a thinking objective logs top_thought_share and reward_mean)
+                     step:int) -> str|None:
+    "One line when thoughts have collapsed (one thought everywhere, and it buys nothing), else None."
+    share, gain = metrics.get("top_thought_share"), metrics.get("reward_mean")
+    if share is None or gain is None or share <= COLLAPSE_SHARE or gain > 0: return None
+    return (f"ntp_rl: warning: thoughts collapsed at step {step}: one thought holds {share:.0%} of the thinking positions and "
+            f"the mean gain is {gain:.3f} nats; try estimator=marginal/filtered/posterior or a placement where thoughts can pay")
+
 # %% ../nbs/07_trainer.ipynb #97c84fff
 class Trainer:
     "Runs a `TrainConfig` with `accelerate`: `Trainer(cfg).run()`; resumable, distributed, logged."
@@ -439,12 +451,13 @@ class Trainer:
         if main and logs.dropped and self.history and "set_aside" in self.history[-1]:  # keep the abandoned branch's metrics with it
             atomic_write(Path(self.history[-1]["set_aside"][0]).parent/"metrics.jsonl", "".join(l + "\n" for l in logs.dropped))
         bar = tqdm(total=c.max_steps, initial=self.step, desc=f"train {c.objective}", disable=not main)
-        saved = False
+        saved, warned = False, None
         try:
             while self.step < c.max_steps:
                 m = self.train_step()
                 if c.eval_every and self.step % c.eval_every == 0: m.update(self.evaluate())
                 if self.step % c.log_every == 0 or self.step == c.max_steps: logs.write(self.step, m)
+                if main and not warned and (warned := collapse_warning(m, self.step)): bar.write(warned, file=sys.stderr)
                 bar.update(1); bar.set_postfix({k: f"{m[k]:.3g}" for k in ("loss", "reward_mean", "mix_weight") if k in m})
                 if self.step % c.save_every == 0 or self.step == c.max_steps: self.save(); saved = True
             final = self.evaluate() if main else {}
