@@ -1,7 +1,9 @@
 """The documentation site: built offline by scripts/build_docs.py, then opened in a real browser (Debian's headless
 Chromium, driven over the DevTools protocol with websocket-client) to check what a reader sees.
-Without chromium the browser tests skip (scripts/install_chromium.sh installs it; `make test` runs that first)."""
-import base64, importlib.util, json, os, shutil, subprocess, sys, tempfile, time, urllib.request
+Without chromium the browser tests skip (scripts/install_chromium.sh installs it; `make test` runs that first).
+Without a browser: the sidebar, the _proc clean-up, and that every file the notebooks, scripts, benchmarks and README
+refer to is in the repository."""
+import ast, base64, importlib.util, io, json, os, re, shutil, subprocess, sys, tempfile, time, tokenize, urllib.request
 from pathlib import Path
 import pytest
 
@@ -64,7 +66,6 @@ def test_proc_notebook_cleanup():
 # (`*.md`, `*.ipynb`, `*.py`, or a path with a folder) or in plain prose (`*.md`, `*.ipynb`), found relative to the file,
 # the repository root, nbs/ or ntp_rl/. In Python only comments and docstrings count. A file of another repository is
 # cited as a link to it (`[`eval_helpers.py`](https://github.com/...)`); a placeholder is written with `<...>`.
-import ast, io, re, tokenize
 
 REF_SOURCES = ("nbs/**/*.ipynb", "scripts/*", "benchmarks/**/*.py", "benchmarks/**/*.md", "README.md", "Makefile")
 REF_ROOTS = ("", "nbs", "ntp_rl")  # where a bare or backticked file name may live, besides the citing file's folder
