@@ -14,6 +14,11 @@ cannot be installed on the project machines), so it cannot simply run `nbdev_doc
 | the docs processors (hidden cells, `show_doc`, front matter) | `nbdev.processors.FilterDefaults` with its processors |
 | reading and writing notebooks, executing them | `execnb.nbio.read_nb`/`write_nb`, `execnb.shell.CaptureShell` |
 
+Why not the commands themselves: `nbdev_proc_nbs` starts by installing Quarto (`_ensure_quarto`), and
+`nbdev.serve.proc_nbs`, what it runs next, processes notebooks as committed (no execution) in fresh shells, caches by
+file time only (the Benchmarks page changes when result files do) and copies all of nbs/; `nbdev_test` executes but
+keeps nothing. So build_docs runs the same per-notebook steps itself, with its own cache.
+
 *Beyond the public API* (two subclasses that reach into what nbdev's classes keep on `self`):
 
 1. `execute` is `nbdev.test.test_nb`'s loop (same skip rule: `tst_flags` directives, `eval: false`, the
@@ -50,8 +55,9 @@ def refresh_quarto_yml():
 
 def notebooks(nbs: Path) -> list[Path]:
     "The notebooks nbdev renders under `nbs` (no `_`/`.` folders or files), sorted."
+    from fastcore.xtras import working_directory
     from nbdev.doclinks import nbglob
-    return sorted(nbglob(nbs, as_path=True))
+    with working_directory(nbs): return sorted(nbglob(Path(nbs).resolve(), as_path=True))  # settings.ini found from nbs/
 
 def front_matter(path: Path) -> dict:
     "A notebook's front matter as nbdev reads it: a raw `---` cell, or `# title`, `> description`, `- key: value` lines."
