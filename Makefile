@@ -47,7 +47,7 @@ chromium:
 docs: setup
 	$(BIN)/python scripts/build_docs.py
 
-# execute every notebook with its CI-sized defaults and store the outputs in place (commit them; NB=nbs/x.ipynb for one,
+# execute every notebook with its CI-sized defaults and store the outputs in place (commit them; NB=nbs/<name>.ipynb for one,
 # FLAGS=slow to run the slow cells too); tests/test_outputs.py checks the committed outputs
 outputs: setup
 	$(BIN)/python scripts/make_outputs.py $(NB) $(if $(FLAGS),--flags $(FLAGS),)

@@ -32,7 +32,7 @@ TRAIN_PLACEMENTS = ("uniform", "twohop") # where thoughts are trained: n_positio
 @dataclass
 class QuietStarConfig:
     "Quiet-STaR objective knobs; where the released code differs, its value is named and the choice argued below."
-    thought_len: int = 11 # T incl. START/END; the original's n_ahead=12 gives 11 (spec §1.1)
+    thought_len: int = 11 # T incl. START/END; the original's n_ahead=12 gives 11 (nbs/quietstar_algorithm.ipynb, naming)
     n_ahead: int = 4 # A: look-ahead tokens scored (n_ahead_talk=4)
     n_thoughts: int = 2 # K: thoughts per position (n_passes=2); K = 1 uses a running-mean baseline
     temperature: float = 1.0 # thought sampling temperature (gumbel τ=1 in training)
