@@ -459,22 +459,24 @@ def marginal_gain(s:ThoughtScores, # a position's thoughts, scored (05)
     return torch.logsumexp(weights.clamp(min=1e-30).log() + s.gain, 1)
 
 class DiscoveryObjective(QuietStarObjective):
-    "05's thoughts and estimators at the positions 06's value estimates choose (plus uniform exploration); the estimates learn what thinking buys there."
+    "05's thoughts and estimators where an optimistic estimate says a thought could pay (plus uniform exploration); a second estimate learns what the writer's thoughts buy, for inference."
     Config = DiscoveryConfig
     def prepare_model(self, lm, init_from:str=""):
-        "05's thought tokens and mixing head, and a fresh (all-zero: nothing is worth a thought yet) value estimator."
+        "05's thought tokens and mixing head, and two fresh (all-zero: nothing is worth a thought yet) value estimators."
         lm = super().prepare_model(lm, init_from)
-        self.values = new_budget_values(lm, self.cfg.budget_config())
+        self.values = new_budget_values(lm, self.cfg.budget_config())  # what a drawn thought buys: inference decides with it
+        self.potential = new_budget_values(lm, self.cfg.budget_config(), seed=1)  # what the best thought buys: training explores with it
         return lm
     def param_groups(self, lr:float, objective_lr:float) -> list[dict]:
-        "05's groups, and the value estimator at `objective_lr`."
-        return super().param_groups(lr, objective_lr) + [dict(params=list(self.values.parameters()), lr=objective_lr)]
+        "05's groups, and both value estimators at `objective_lr`."
+        return super().param_groups(lr, objective_lr) + [dict(params=[*self.values.parameters(), *self.potential.parameters()],
+                                                              lr=objective_lr)]
     def rollout(self, lm, batch):
-        "Positions where the estimates see a positive net value at price λ (the best n_exploit), n_explore uniform others, and 05's thoughts there."
+        "Positions where the potential is worth its price λ·T (the best n_exploit), n_explore uniform others, and 05's thoughts there."
         ids, am = batch["input_ids"], batch["attention_mask"]
         c = self.cfg
         with torch.no_grad():
-            q = self.values(text_pass(lm, ids, am).hidden)[..., 0, 0] - c.lam * c.thought_len  # (B, L): Q(T, A) − λ·T
+            q = self.potential(text_pass(lm, ids, am).hidden)[..., 0, 0] - c.lam * c.thought_len  # (B, L): best gain − λ·T
         has_next = torch.zeros_like(am, dtype=torch.bool); has_next[:, :-1] = (am[:, 1:] * am[:, :-1]).bool()
         g = torch.Generator(device=ids.device).manual_seed(int(torch.randint(0, 2**31 - 1, ()).item()))  # the global (resumable) RNG
         pos, real, explored = value_positions(q.masked_fill(~has_next, float("-inf")), c.n_exploit, c.n_explore, g)
@@ -488,12 +490,14 @@ class DiscoveryObjective(QuietStarObjective):
                           thought_gain(th.lookahead_logprobs.detach(), th.base_logprobs.detach(), th.valid), real[:, None].expand(-1, th.tokens.shape[1], -1),
                           rollout["logq"])
         target = marginal_gain(s, draw_weights(self.cfg.estimator, s))  # (B, P): what a thought as inference draws it buys
+        best = s.gain.masked_fill(~s.mask, float("-inf")).amax(1).clamp(min=-20.0)  # (B, P): what the best of them buys
         D = th.base_hidden.shape[-1]
         h = th.base_hidden.detach().gather(1, th.positions[..., None].expand(-1, -1, D))  # (B, P, D)
-        q = self.values(h)[..., 0, 0]  # (B, P): Q(T, A), with gradient into the estimator only
-        vl = masked_mean((q - target) ** 2, real)
+        q, pq = self.values(h)[..., 0, 0], self.potential(h)[..., 0, 0]  # (B, P) each, with gradient into the estimators only
+        vl = masked_mean((q - target) ** 2, real) + masked_mean((pq - best) ** 2, real)
         with torch.no_grad(): self.values.observe(h[real])
-        return loss + vl, parts | dict(value_loss=vl, marginal_gain=masked_mean(target, real),
+        return loss + vl, parts | dict(value_loss=vl, marginal_gain=masked_mean(target, real), best_gain=masked_mean(best, real),
+                                       potential_exploit=masked_mean(pq.detach(), real & ~ex), potential_explore=masked_mean(pq.detach(), real & ex),
                                        value_exploit=masked_mean(q.detach(), real & ~ex), value_explore=masked_mean(q.detach(), real & ex),
                                        exploit_share=masked_mean((~ex).float(), real))
     def save_extras(self, lm, path:Path):
