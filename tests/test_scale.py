@@ -1,0 +1,120 @@
+"""Scale-out that has run: FSDP2 on 2 CPU processes (gloo) through configs/accelerate/fsdp_cpu.yaml equals one process on
+the doubled batch (plain objective and Quiet-STaR), a sharded checkpoint killed mid-run resumes on 1 process, the model
+folder loads on one process, and the multi-node sbatch script of `ntp_rl_run --slurm` runs as two "nodes" on 127.0.0.1.
+
+Tolerance: 2 processes vs 1 on the doubled batch differ only in the order of floating-point sums (gradients are
+reduce-scattered as per-process means). Losses (and every loss part) must agree to TOL = 1e-5 relative; the gradient
+norm, a sum of squares over 3 M numbers, to GRAD_TOL = 1e-4 (measured: losses within 2e-7, gradient norms within 1.1e-5)."""
+import json, os, socket, subprocess, sys, time
+from pathlib import Path
+import pytest, torch, yaml
+from ntp_rl.core import NtpRlError, load_model
+from ntp_rl.trainer import Trainer, checkpoints, checkpoint_state, load_train_config, read_metrics
+
+from trainutil import ROOT, SCRIPT, run, losses
+
+FSDP_CPU = ROOT/"configs/accelerate/fsdp_cpu.yaml"
+TOL, GRAD_TOL = 1e-5, 1e-4  # relative, per logged number
+BASE = ["model.name_or_path=tiny-llama", "model.device=cpu", "data.corpus=verne", "data.window=32", "lr=1e-3",
+        "warmup_steps=0", "schedule=constant", "max_steps=6", "save_every=2"]
+QS = [*BASE[:-2], "max_steps=3", "save_every=3", "objective=quietstar", "data.window=24", "objective_args.thought_len=4",
+      "objective_args.n_ahead=2", "objective_args.n_thoughts=1", "objective_args.thought_source=filler"]  # filler: no sampling, so 2 = 1
+ENV = dict(os.environ, OMP_NUM_THREADS="1")
+
+def free_port() -> int:
+    with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+def fsdp_cmd(tmp, n:int, *args) -> list:
+    "`ntp_rl_train` under `accelerate launch` with the CPU FSDP config on `n` processes (a free port: other tests may run)."
+    script = Path(tmp)/"train.py"; script.write_text(SCRIPT)
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(FSDP_CPU), "--num_processes", str(n),
+            "--main_process_port", str(free_port()), str(script), *args]
+
+def one_process(out, *args): return run([sys.executable, "-c", SCRIPT, *args, f"out_dir={out}"], env=ENV)
+
+def rows(out) -> dict:
+    "step → the numbers logged for it (training rows only)."
+    return {r["step"]: r for r in read_metrics(out) if "loss" in r}
+
+def assert_close(a:dict, b:dict, keys, steps, tol=TOL):
+    for s in steps:
+        for k in keys:
+            assert abs(a[s][k] - b[s][k]) <= tol * max(1.0, abs(a[s][k])), (s, k, a[s][k], b[s][k])
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    "The plain objective, 6 steps: FSDP on 2 processes × batch 2 and one process × batch 4."
+    d = tmp_path_factory.mktemp("scale")
+    run(fsdp_cmd(d, 2, *BASE, "data.batch_size=2", f"out_dir={d/'fsdp2'}"), env=ENV)
+    one_process(d/"one", *BASE, "data.batch_size=4")
+    return d
+
+def test_fsdp_two_processes_match_one_process_on_doubled_batch(runs):
+    a, b = rows(runs/"one"), rows(runs/"fsdp2")
+    assert sorted(a) == sorted(b) == [1, 2, 3, 4, 5, 6]
+    assert_close(a, b, ["loss", "lr"], range(1, 7))
+    assert_close(a, b, ["grad_norm"], range(1, 7), GRAD_TOL)
+    assert a[6]["loss"] < a[1]["loss"] - 0.05  # it learned: equal curves of a model that did not move would prove little
+    va, vb = [[r["val_nll"] for r in read_metrics(runs/x) if "val_nll" in r][-1] for x in ("one", "fsdp2")]
+    assert abs(va - vb) <= TOL * va
+    ck = checkpoints(runs/"fsdp2")[-1]
+    assert len(list((ck/"pytorch_model_fsdp_0").glob("*.distcp"))) == 2 and not (ck/"model.safetensors").exists()  # sharded
+    assert checkpoint_state(ck)["processes"] == 2
+
+def test_fsdp_model_folder_loads_on_one_process(runs):
+    "The checkpoint's model/ folder is whole: `load_model` on one process gives the weights the one-process run trained."
+    (m2, _), (m1, _) = [load_model(str(checkpoints(runs/x)[-1]/"model"), device="cpu") for x in ("fsdp2", "one")]
+    s1, s2 = m1.state_dict(), m2.state_dict()
+    assert s1.keys() == s2.keys()
+    start, _ = load_model("tiny-llama", device="cpu")
+    moved = max((s1[k] - start.state_dict()[k]).abs().max().item() for k in s1)
+    diff = max((s1[k] - s2[k]).abs().max().item() for k in s1)
+    assert moved > 1e-3 and diff < 1e-5, (moved, diff)
+    assert m2.lm_head.weight is m2.get_input_embeddings().weight  # still tied
+
+def test_sharded_checkpoint_killed_then_resumed_on_one_process(runs, tmp_path):
+    "2 processes, SIGKILL after checkpoint 2; resumed on 1 process (batch doubled): steps 1-6 equal the uninterrupted run."
+    cut = tmp_path/"cut"
+    p = subprocess.Popen(fsdp_cmd(tmp_path, 2, *BASE, "data.batch_size=2", f"out_dir={cut}"), cwd=ROOT, env=ENV,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (cut/"checkpoint-000002").exists(): time.sleep(0.02)
+    import psutil  # every process of the run dies at once, as when a node fails (torchrun's workers outlive a killed torchrun)
+    for q in [psutil.Process(p.pid), *psutil.Process(p.pid).children(recursive=True)]: q.kill()
+    p.wait()
+    done = [checkpoint_state(c)["step"] for c in checkpoints(cut)]
+    assert done and max(done) < 6, f"the run should have been killed mid-way, checkpoints: {done}"
+    # a plain (unsharded) run cannot read the shards: one line saying how to resume it
+    with pytest.raises(NtpRlError, match="sharded .FSDP. checkpoint.*an FSDP config, on any number of processes"):
+        Trainer(load_train_config(overrides=[*BASE, "data.batch_size=4", f"out_dir={cut}", "resume=latest"]))
+    run(fsdp_cmd(tmp_path, 1, *BASE, "data.batch_size=4", f"out_dir={cut}", "resume=latest"), env=ENV)
+    a, b = rows(runs/"fsdp2"), rows(cut)
+    assert sorted(b) == [1, 2, 3, 4, 5, 6]  # each step once
+    assert_close(a, b, ["loss"], range(1, 7))
+    assert_close(a, b, ["grad_norm"], range(1, 7), GRAD_TOL)
+    last = checkpoints(cut)[-1]
+    st = checkpoint_state(last)
+    assert st["processes"] == 1 and st["history"][-1]["changed"]["data.batch_size"] == [2, 4]
+    assert len(list((last/"pytorch_model_fsdp_0").glob("*.distcp"))) == 1  # re-sharded for one process
+
+def test_quietstar_fsdp_matches_one_process(tmp_path):
+    "Quiet-STaR's mixing head and markers are sharded in the root unit: every loss part and the saved head match."
+    run(fsdp_cmd(tmp_path, 2, *QS, "data.batch_size=2", f"out_dir={tmp_path/'two'}"), env=ENV)
+    one_process(tmp_path/"one", *QS, "data.batch_size=4")
+    a, b = rows(tmp_path/"one"), rows(tmp_path/"two")
+    assert sorted(a) == sorted(b) == [1, 2, 3]
+    assert_close(a, b, ["loss", "nll_base", "nll_mixed", "nll_thought", "mix_weight"], [1, 2, 3])
+    assert_close(a, b, ["grad_norm"], [1, 2, 3], GRAD_TOL)
+    from ntp_rl.thoughts import load_thinking_model
+    h1, h2 = [load_thinking_model(checkpoints(tmp_path/x)[-1]/"model", device="cpu") for x in ("one", "two")]
+    # Adam turns round-off in a near-zero gradient into a step of up to objective_lr (1e-3): weights agree to that,
+    # the head's outputs, the learned START/END rows (gathered from their shards) and the LM much closer
+    w1, w2 = h1.head.state_dict(), h2.head.state_dict()
+    assert max((w1[k] - w2[k]).abs().max().item() for k in w1) < 1e-3
+    x = torch.randn(8, 2 * h1.head.d_model, generator=torch.Generator().manual_seed(0))
+    assert (h1.head.mlp(x) - h2.head.mlp(x)).abs().max().item() < 1e-3
+    e1, e2 = (h.model.get_input_embeddings().weight[[h.marks.start, h.marks.end]] for h in (h1, h2))
+    assert (e1 - e2).abs().max().item() < 1e-4
+    s1, s2 = h1.model.state_dict(), h2.model.state_dict()
+    assert max((s1[k] - s2[k]).abs().max().item() for k in s1) < 1e-4
+    assert abs(a[3]["mix_weight"]) > 0  # the head moved off its zero start
