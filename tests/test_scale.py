@@ -118,3 +118,50 @@ def test_quietstar_fsdp_matches_one_process(tmp_path):
     s1, s2 = h1.model.state_dict(), h2.model.state_dict()
     assert max((s1[k] - s2[k]).abs().max().item() for k in s1) < 1e-4
     assert abs(a[3]["mix_weight"]) > 0  # the head moved off its zero start
+
+FAKE_SRUN = """#!/bin/bash
+# stands in for SLURM's srun inside an allocation of $SLURM_NNODES nodes: one copy of the command per node, each with the
+# variables srun sets for its task (this machine plays every node)
+while [[ $1 == -* ]]; do shift; done
+pids=()
+for ((i = 0; i < SLURM_NNODES; i++)); do SLURM_NODEID=$i SLURM_PROCID=$i SLURM_LOCALID=0 "$@" & pids+=($!); done
+rc=0; for p in "${pids[@]}"; do wait "$p" || rc=1; done; exit $rc
+"""
+FAKE_SCONTROL = """#!/bin/bash
+# `scontrol show hostnames <nodelist>`: every node of the allocation is this machine
+for ((i = 0; i < SLURM_NNODES; i++)); do echo 127.0.0.1; done
+"""
+
+def test_multinode_sbatch_runs_as_two_nodes(runs, tmp_path):
+    "ntp_rl_run --slurm writes a 2-node FSDP script; run whole with SLURM's variables, its loss curve is the 1-node one's."
+    bin_ = Path(sys.executable).parent
+    overrides = " ".join([*BASE, "data.batch_size=2"])
+    spec = tmp_path/"train_2nodes.yaml"
+    spec.write_text(yaml.safe_dump(dict(notebook=str(ROOT/"tests/fixtures/train_run.ipynb"), tag="2nodes",
+                                        parameters=dict(overrides=overrides),
+                                        slurm=dict(nodes=2, gpus=1, cpus=1, activate="true", launch_config=str(FSDP_CPU)))))
+    env = dict(ENV, PATH=f"{bin_}:{os.environ['PATH']}")
+    r = subprocess.run([str(bin_/"ntp_rl_run"), str(spec), "--slurm", "--out-root", str(tmp_path/"runs")], capture_output=True,
+                       text=True, cwd=ROOT, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    script = next((tmp_path/"runs/slurm").glob("*.sbatch"))
+    s = script.read_text()
+    assert "#SBATCH --nodes=2" in s and "#SBATCH --ntasks-per-node=1" in s and "--ntasks=1" not in s
+    launch = [l for l in s.splitlines() if l.startswith("srun ")]
+    assert len(launch) == 1 and all(f in launch[0] for f in (
+        f"accelerate launch --no_python --config_file {FSDP_CPU} --num_machines $SLURM_NNODES --machine_rank $SLURM_NODEID",
+        "--num_processes $((1 * SLURM_NNODES)) --main_process_ip $MASTER_ADDR --main_process_port $MASTER_PORT"))
+    fake = tmp_path/"fake_slurm"; fake.mkdir()
+    for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)): (fake/name).write_text(text); (fake/name).chmod(0o755)
+    t = subprocess.run(["bash", str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                       env=dict(env, PATH=f"{fake}:{env['PATH']}", SLURM_ARRAY_TASK_ID="0", SLURM_NNODES="2",
+                                SLURM_JOB_NODELIST="node[0-1]", SLURM_CPUS_PER_TASK="1", MASTER_PORT=str(free_port())))
+    run_dir = next(d for d in (tmp_path/"runs").iterdir() if d.name != "slurm")
+    logs = "".join(p.read_text()[-1500:] for p in run_dir.glob("run*.log"))
+    assert t.returncode == 0, t.stdout[-1500:] + t.stderr[-3000:] + logs
+    m = json.loads((run_dir/"metrics.json").read_text())
+    assert m["world_size"] == 2 and (run_dir/"train_run.rank1.ipynb").exists()  # the second "node" ran its own process
+    a, b = rows(runs/"one"), rows(run_dir/"train")
+    assert sorted(b) == [1, 2, 3, 4, 5, 6]
+    assert_close(a, b, ["loss", "lr"], range(1, 7))
+    assert_close(a, b, ["grad_norm"], range(1, 7), GRAD_TOL)
