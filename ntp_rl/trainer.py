@@ -19,8 +19,8 @@ from .objective import *
 # %% auto #0
 __all__ = ['SCHEDULES', 'PRECISIONS', 'RESUME_FREE', 'CKPT', 'TrainConfig', 'config_to_dict', 'parse_overrides',
            'load_train_config', 'TrainModule', 'BatchStream', 'shard_cpu_processes', 'check_sharding', 'gathered',
-           'whole_on_main', 'checkpoints', 'latest_checkpoint', 'checkpoint_state', 'Trainer', 'train', 'read_metrics',
-           'CurriculumConfig', 'run_curriculum', 'load_curriculum']
+           'whole_on_main', 'fill_deepspeed', 'checkpoints', 'latest_checkpoint', 'checkpoint_state', 'Trainer',
+           'train', 'read_metrics', 'CurriculumConfig', 'run_curriculum', 'load_curriculum']
 
 # %% ../nbs/07_trainer.ipynb #a9a3b1b2
 SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine")
@@ -242,6 +242,16 @@ def whole_on_main(module:nn.Module, is_main:bool):
         for m, k, p in swapped: m._parameters[k] = p
 
 
+# %% ../nbs/07_trainer.ipynb #f12b2528
+def fill_deepspeed(acc, cfg:TrainConfig):
+    "Give DeepSpeed the per-process batch (`data.batch_size`) that accelerate would read from a dataloader; refuse accumulation."
+    if acc.distributed_type != "DEEPSPEED": return
+    check(cfg.grad_accum == 1, f"grad_accum={cfg.grad_accum} under DeepSpeed: the trainer steps the optimiser itself and DeepSpeed "
+          "steps inside backward; use grad_accum=1 (a larger data.batch_size, or more processes) with DeepSpeed")
+    plugin = acc.state.deepspeed_plugin
+    if plugin.is_auto("train_micro_batch_size_per_gpu"): plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.data.batch_size
+
+
 # %% ../nbs/07_trainer.ipynb #bd94f6c1
 CKPT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -337,7 +347,7 @@ class Trainer:
         opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=cfg.weight_decay, betas=cfg.adam_betas)
         from transformers import get_scheduler
         sched = get_scheduler(cfg.schedule, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.max_steps)
-        check_sharding(module, self.acc)
+        check_sharding(module, self.acc); fill_deepspeed(self.acc, cfg)
         self.module, self.opt, self.sched = self.acc.prepare(module, opt, sched)
         splits = load_windows(cfg.data, self.tok, max_context=model_context(lm), docs=docs)
         self.val = splits.get("val")
