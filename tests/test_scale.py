@@ -165,3 +165,24 @@ def test_multinode_sbatch_runs_as_two_nodes(runs, tmp_path):
     assert sorted(b) == [1, 2, 3, 4, 5, 6]
     assert_close(a, b, ["loss", "lr"], range(1, 7))
     assert_close(a, b, ["grad_norm"], range(1, 7), GRAD_TOL)
+
+def test_deepspeed_zero2_config_fits_accelerates_schema(tmp_path):
+    """DeepSpeed installs without CUDA, but accelerate 1.15 runs it on GPUs only, so here the config is checked, not run
+    (benchmarks/gpu_check.sh runs it): accelerate reads it, builds ZeRO-2's JSON from it, and the trainer fills the batch."""
+    from types import SimpleNamespace
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.utils import DeepSpeedPlugin, DistributedType
+    from ntp_rl.trainer import TrainConfig, fill_deepspeed
+    c = load_config_from_file(str(ROOT/"configs/accelerate/deepspeed_zero2.yaml"))
+    assert c.distributed_type == DistributedType.DEEPSPEED and c.mixed_precision == "bf16"
+    plugin = DeepSpeedPlugin(**c.deepspeed_config)
+    ds = plugin.deepspeed_config
+    assert ds["zero_optimization"]["stage"] == 2 and ds["zero_optimization"]["offload_optimizer"]["device"] == "none"
+    assert ds["gradient_clipping"] == TrainConfig().max_grad_norm  # DeepSpeed clips itself: the same value as the trainer
+    assert plugin.is_auto("train_micro_batch_size_per_gpu")  # accelerate would stop in prepare without fill_deepspeed
+    fill_deepspeed(SimpleNamespace(distributed_type="DEEPSPEED", state=SimpleNamespace(deepspeed_plugin=plugin)),
+                   load_train_config(overrides=["data.batch_size=3"]))
+    assert ds["train_micro_batch_size_per_gpu"] == 3
+    bad = tmp_path/"bad.yaml"  # the check can fail: a misspelt key is refused by accelerate's schema
+    bad.write_text((ROOT/"configs/accelerate/deepspeed_zero2.yaml").read_text().replace("zero_stage:", "zero_stag:"))
+    with pytest.raises(TypeError): DeepSpeedPlugin(**load_config_from_file(str(bad)).deepspeed_config)
