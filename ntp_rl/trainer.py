@@ -407,11 +407,13 @@ class Trainer:
     def _same_global_batch(self, ckpt:Path, st:dict, old:dict) -> bool:
         "Whether a resume on another number of processes keeps the global batch (and so the data order); refuses one that does not."
         sharded, fsdp = any(ckpt.glob("pytorch_model_fsdp_*")), self.acc.distributed_type == "FSDP"
-        if sharded != fsdp:
-            raise NtpRlError(f"resume: {ckpt.name} is {'a sharded (FSDP)' if sharded else 'an unsharded'} checkpoint and this run is "
-                             f"{'' if fsdp else 'not '}under FSDP; resume it with the launch config it was trained with "
-                             f"({'an FSDP config, on any number of processes' if sharded else 'no FSDP'}), or start a new run "
-                             f"from its weights with init_from")
+        if sharded and not fsdp:
+            raise NtpRlError(f"resume: {ckpt.name} is a sharded (FSDP) checkpoint and this run is not under FSDP; resume it under an "
+                             "FSDP launch config, on any number of processes (accelerate launch --config_file "
+                             "configs/accelerate/fsdp_cpu.yaml --num_processes 1 ... on CPUs)")
+        if fsdp and not sharded:
+            raise NtpRlError(f"resume: {ckpt.name} is an unsharded checkpoint and this run is under FSDP; resume it without FSDP, "
+                             f"or start a new FSDP run from its weights with init_from={ckpt} and another out_dir")
         n_old, n, bs_old = st.get("processes"), self.acc.num_processes, old.get("data.batch_size")
         if not n_old or not bs_old or n_old == n: return False
         want = bs_old * n_old

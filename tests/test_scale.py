@@ -87,7 +87,7 @@ def test_sharded_checkpoint_killed_then_resumed_on_one_process(runs, tmp_path):
     done = [checkpoint_state(c)["step"] for c in checkpoints(cut)]
     assert done and max(done) < 6, f"the run should have been killed mid-way, checkpoints: {done}"
     # a plain (unsharded) run cannot read the shards: one line saying how to resume it
-    with pytest.raises(NtpRlError, match="sharded .FSDP. checkpoint.*an FSDP config, on any number of processes"):
+    with pytest.raises(NtpRlError, match="sharded .FSDP. checkpoint.*FSDP launch config, on any number of processes"):
         Trainer(load_train_config(overrides=[*BASE, "data.batch_size=4", f"out_dir={cut}", "resume=latest"]))
     run(fsdp_cmd(tmp_path, 1, *BASE, "data.batch_size=4", f"out_dir={cut}", "resume=latest"), env=ENV)
     a, b = rows(runs/"fsdp2"), rows(cut)
