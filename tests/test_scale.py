@@ -1,12 +1,13 @@
 """Scale-out that has run: FSDP2 on 2 CPU processes (gloo) through configs/accelerate/fsdp_cpu.yaml equals one process on
-the doubled batch (plain objective and Quiet-STaR), a sharded checkpoint killed mid-run resumes on 1 process, the model
-folder loads on one process, and the multi-node sbatch script of `ntp_rl_run --slurm` runs as two "nodes" on 127.0.0.1.
+the doubled batch (plain objective and Quiet-STaR with filler thoughts) and DDP on the same processes (Quiet-STaR with
+sampled thoughts), a sharded checkpoint killed mid-run resumes on 1 process, the model folder loads on one process, the
+multi-node sbatch script of `ntp_rl_run --slurm` runs as two "nodes" on 127.0.0.1, and the DeepSpeed config fits accelerate.
 
 Tolerance: 2 processes vs 1 on the doubled batch differ only in the order of floating-point sums (gradients are
 reduce-scattered as per-process means). Losses (and every loss part) must agree to TOL = 1e-5 relative; the gradient
 norm, a sum of squares over 3 M numbers, to GRAD_TOL = 1e-4 (measured: losses and loss parts within 1.1e-7, gradient
-norms within 2.4e-5). The six tests take about 75 s of CPU (110 s wall on 2 shared cores): ten 1- or 2-process launches
-of a 2-layer Llama."""
+norms within 2.4e-5). The seven tests take about 105 s of CPU (about 140 s wall on 2 shared cores): twelve 1- or
+2-process launches of a 2-layer Llama."""
 import json, os, socket, subprocess, sys, time
 from pathlib import Path
 import pytest, torch, yaml
@@ -188,3 +189,17 @@ def test_deepspeed_zero2_config_fits_accelerates_schema(tmp_path):
     bad = tmp_path/"bad.yaml"  # the check can fail: a misspelt key is refused by accelerate's schema
     bad.write_text((ROOT/"configs/accelerate/deepspeed_zero2.yaml").read_text().replace("zero_stage:", "zero_stag:"))
     with pytest.raises(TypeError): DeepSpeedPlugin(**load_config_from_file(str(bad)).deepspeed_config)
+
+def test_quietstar_sampled_thoughts_fsdp_equals_ddp(tmp_path):
+    """Sampled thoughts (K=2, REINFORCE) differ between 1 and 2 processes (each samples for its own half batch), so
+    FSDP is compared with DDP on the same 2 processes: the same samples, the same losses."""
+    sampled = [a for a in QS if not a.startswith(("objective_args.n_thoughts", "objective_args.thought_source", "max_steps"))]
+    sampled += ["objective_args.n_thoughts=2", "objective_args.n_positions=6", "max_steps=2", "data.batch_size=2"]
+    run(fsdp_cmd(tmp_path, 2, *sampled, f"out_dir={tmp_path/'fsdp'}"), env=ENV)
+    ddp = fsdp_cmd(tmp_path, 2, *sampled, f"out_dir={tmp_path/'ddp'}")
+    ddp[ddp.index(str(FSDP_CPU))] = str(ROOT/"configs/accelerate/cpu_ddp.yaml")
+    run(ddp, env=ENV)
+    a, b = rows(tmp_path/"ddp"), rows(tmp_path/"fsdp")
+    assert sorted(a) == sorted(b) == [1, 2]
+    assert_close(a, b, ["loss", "nll_base", "nll_mixed", "nll_thought", "policy", "reward_mean", "thought_entropy"], [1, 2])
+    assert a[2]["reward_std"] > 0  # the K thoughts differed: sampled, not filler
