@@ -6,7 +6,7 @@ multi-node sbatch script of `ntp_rl_run --slurm` runs as two "nodes" on 127.0.0.
 Tolerance: 2 processes vs 1 on the doubled batch differ only in the order of floating-point sums (gradients are
 reduce-scattered as per-process means). Losses (and every loss part) must agree to TOL = 1e-5 relative; the gradient
 norm, a sum of squares over 3 M numbers, to GRAD_TOL = 1e-4 (measured: losses and loss parts within 1.1e-7, gradient
-norms within 2.4e-5). The seven tests take about 105 s of CPU (about 140 s wall on 2 shared cores): twelve 1- or
+norms within 2.4e-5). The seven tests take about 115 s of CPU (134 s wall on 2 cores shared with other jobs): twelve 1- or
 2-process launches of a 2-layer Llama."""
 import json, os, socket, subprocess, sys, time
 from pathlib import Path
