@@ -181,7 +181,8 @@ def ntp_rl_run(argv:list[str]|None=None):
     p.add_argument("--timeout", type=int, help="with --execute: seconds a cell may run")
     g = p.add_argument_group("SLURM (override the parameter file's slurm: section)")
     for f in ("partition", "account", "qos", "mem", "time", "activate", "job-name"): g.add_argument(f"--{f}")
-    for f in ("gpus", "cpus", "max-parallel"): g.add_argument(f"--{f}", type=int)
+    for f in ("gpus", "cpus", "max-parallel", "nodes"): g.add_argument(f"--{f}", type=int)
+    g.add_argument("--launch-config", help="accelerate config for runs of several GPUs or nodes (e.g. configs/accelerate/fsdp_8gpu.yaml)")
     g.add_argument("--module", dest="modules", action="append", help="module to load (repeatable)")
     g.add_argument("--sbatch-arg", dest="sbatch_args", action="append", help="extra #SBATCH option (repeatable)")
     a = vars(p.parse_args(argv))
@@ -192,7 +193,7 @@ def ntp_rl_run(argv:list[str]|None=None):
         sys.exit(0 if res.ok else 1)
     if not a["spec"]: p.error("give a parameter file (or --execute RUN_DIR)")
     over = {k: a[k] for k in ("partition", "account", "qos", "mem", "time", "activate", "job_name", "gpus", "cpus",
-                               "max_parallel", "modules", "sbatch_args")}
+                               "max_parallel", "modules", "sbatch_args", "nodes", "launch_config")}
     def main():
         from ntp_rl.runs import run_main
         run_main(a["spec"], a["out_root"], a["slurm"], a["dry_run"], **over)
