@@ -34,6 +34,7 @@ $(STAMP): requirements.txt settings.ini setup.py
 # the main job: the steps listed in papermill_runs/main.yaml, each a notebook executed headless through papermill
 run: setup
 	$(BIN)/ntp_rl_prepare_twohop
+	$(BIN)/ntp_rl_prepare_twohop --name twohop-fair
 	$(BIN)/ntp_rl_main
 
 # the test command (.ci/run calls exactly this); the docs browser tests need chromium (installed if missing)
