@@ -227,7 +227,7 @@ def quietstar_loss(th:Thoughts, # a differentiable replay (`thought_forward`) wi
                       reward_mean=masked_mean((gain * dw).sum(1), pos), reward_std=std, advantage=masked_mean(adv.abs(), has_target),
                       mix_weight=masked_mean(th.mix_weights, valid[:, None]),
                       thought_entropy=masked_mean((-logp.detach() * dw).sum(1) / n_think, pos) if th.logprobs.shape[-1] else z,
-                      top_thought_share=torch.tensor(top_thought_share(th.tokens, dw, pos)))
+                      **(dict(top_thought_share=torch.tensor(top_thought_share(th.tokens, dw, pos))) if learn else {}))  # a filler cannot collapse
 
 
 # %% ../nbs/05_quietstar.ipynb #58ce5265
