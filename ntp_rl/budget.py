@@ -483,8 +483,9 @@ class DiscoveryObjective(QuietStarObjective):
         return self.thoughts_at(lm, batch, pos, real) | dict(explored=explored)
     def loss(self, lm, batch, rollout):
         th = self.replay(lm, batch, rollout)
-        loss, parts = self.score(lm, batch, rollout, th)
-        real, ex = rollout["real"] & th.valid[..., 0], rollout["explored"]
+        ex = rollout["explored"]
+        loss, parts = self.score(lm, batch, rollout | dict(real=rollout["real"] & ~ex), th)  # content learns where it can pay ...
+        real = rollout["real"] & th.valid[..., 0]  # ... the estimates, everywhere thoughts were tried
         v = th.valid[:, None].float()
         s = ThoughtScores(th.logprobs.sum(-1).detach(), (th.lookahead_logprobs * v).sum(-1).detach(),
                           thought_gain(th.lookahead_logprobs.detach(), th.base_logprobs.detach(), th.valid), real[:, None].expand(-1, th.tokens.shape[1], -1),
