@@ -18,8 +18,9 @@ from .data import *
 # %% auto #0
 __all__ = ['LN2', 'SCHEMA', 'COLUMNS', 'TOKEN_CLASSES', 'PLOTS', 'MAX_TOP_K', 'logits_entropy', 'next_token_stats', 'TokenText',
            'token_text', 'doc_windows', 'batch_stats', 'rows_table', 'write_atomically', 'windows_hash', 'shard_path',
-           'compute_entropies', 'load_entropies', 'window_table', 'load_vocab', 'run_info', 'token_class',
-           'entropy_summary', 'top_contexts', 'plot_entropy', 'save_plots', 'EntropyConfig', 'run_entropy']
+           'compute_entropies', 'load_entropies', 'window_table', 'load_vocab', 'run_info', 'shard_counts',
+           'token_class', 'entropy_summary', 'top_contexts', 'plot_entropy', 'save_plots', 'EntropyConfig',
+           'run_entropy']
 
 # %% ../nbs/02_entropy.ipynb #47037520
 LN2 = math.log(2)
@@ -275,6 +276,13 @@ def run_info(folder:str|Path) -> dict:
         if (folder/name).exists(): info.update(read_json(folder/name, "delete the folder and rerun ntp_rl_entropy"))
     return info
 
+def shard_counts(folder:str|Path) -> tuple[int, int|None]:
+    "(shards present, shards the run writes) of an entropy folder: a killed run has fewer; None when run.json does not say."
+    folder = Path(folder)
+    expected = read_json(folder/"run.json", "delete the folder and rerun ntp_rl_entropy").get("n_shards") if (folder/"run.json").exists() else None
+    if not isinstance(expected, int): return len(_shards(folder)), None
+    return sum(shard_path(folder, i).exists() for i in range(expected)), expected
+
 # %% ../nbs/02_entropy.ipynb #ee22f70e
 TOKEN_CLASSES = ("newline", "digit", "punctuation", "word start", "continuation", "other")
 
@@ -432,8 +440,9 @@ def run_entropy(cfg:EntropyConfig, progress:bool=True) -> dict:
     meta = dict(model=cfg.model, data=cfg.data, n_docs=len(docs), boundaries=cfg.boundaries, seed=cfg.seed,
                 dtype=str(next(model.parameters()).dtype).replace("torch.", ""), inputs=inputs)
     out = compute_entropies(model, tok, wins, cfg.out, doc_ids, cfg.top_k, cfg.batch_size, cfg.shard_windows, meta, progress)
-    df = _sample_rows(out, ["window", "doc", "pos", "token", "entropy", "surprisal"], cfg.plot_rows)
-    summary = {**meta, **entropy_summary(df, cfg.unit), "n_windows": len(wins), "n_tokens": wins.n_tokens,
+    df = _sample_rows(out, ["window", "doc", "pos", "token", "entropy", "surprisal"], cfg.plot_rows)  # plots: a sample
+    every = load_entropies(out, ["window", "doc", "entropy", "surprisal"])  # the summary counts every row, whatever plot_rows is
+    summary = {**meta, **entropy_summary(every, cfg.unit), "n_windows": len(wins), "n_tokens": wins.n_tokens,
                "seconds": round(time.time() - t0, 2), "sampled_rows": len(df), "config": asdict(cfg)}
     save_plots(df, out, cfg.unit)
     tc = top_contexts(df, 20)
