@@ -356,9 +356,10 @@ class _Loader(yaml.SafeLoader):
         for k, _ in node.value:
             if k.tag == "tag:yaml.org,2002:merge": continue  # `<<: *base` then an override is how YAML spells "change one key"
             key = self.construct_object(k, deep=True)
-            try: first = seen.setdefault(key, k.start_mark.line)
+            try:
+                if key in seen: raise _DuplicateKey(key, k.start_mark.line + 1, seen[key] + 1)
+                seen[key] = k.start_mark.line
             except TypeError: continue  # an unhashable key: the base class says so
-            if first != k.start_mark.line: raise _DuplicateKey(key, k.start_mark.line + 1, first + 1)
         return super().construct_mapping(node, deep)
 _INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 _Loader.yaml_implicit_resolvers = {c: [(t, r) for t, r in rs if t not in (_INT, _FLOAT)]
