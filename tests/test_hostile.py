@@ -54,7 +54,7 @@ def d(tmp_path_factory):
                        "run_yamlpart": nb + "slurm: {partition: \"gpu\\ntouch injected\"}\n",
                        "run_module": nb + "slurm: {modules: [\"cuda\\ntouch injected\"]}\n",
                        "run_bigsweep": nb + f"sweep: {{grid: {{x: {list(range(1000))}, scale: {list(range(1000))}}}}}\n",
-                       "dup": "lr: 1e-3\nlr: 2e-3\n", "deep": "lr: " + "[" * 5000 + "]" * 5000 + "\n"}.items():
+                       "dup": "model: {name_or_path: tiny-llama, device: cpu}\ndata: {corpus: verne, window: 16}\nmax_steps: 1\nlr: 1e-3\nlr: 2e-3\n", "deep": "lr: " + "[" * 5000 + "]" * 5000 + "\n"}.items():
         (d/f"{name}.yaml").write_text(text)
     (d/"corrupt.ipynb").write_text("{not json")
     return d
@@ -161,7 +161,7 @@ CASES = [  # (id, command, arguments, culprit named in the error line, output lo
         ("bad.yaml", "bad.yaml is not valid YAML (line 2"), ("latin1.yaml", "latin1.yaml is not valid UTF-8"),
         ("list.yaml", "must hold a mapping"), ("missing.yaml", "missing.yaml does not exist"), ("lrabc.yaml", "lr='abc'"),
         ("adir", "adir is a folder"), ("train5.yaml", "`train:` must hold a mapping"),
-        ("dup.yaml", "dup.yaml: duplicate key 'lr' (line 2"), ("deep.yaml", "deep.yaml is nested deeper than")]],
+        ("dup.yaml", "dup.yaml: duplicate key 'lr' (line 5, first at line 4)"), ("deep.yaml", "deep.yaml is nested deeper than")]],
     *[(f"curriculum-{n}", "ntp_rl_curriculum", ["--config", f"{{d}}/{n}.yaml"], c, None) for n, c in [
         ("missing", "missing.yaml does not exist"), ("cur_stages", "CurriculumConfig.stages=5 is an int"),
         ("cur_noname", "unique `name`"), ("cur_unknown", "unknown curriculum keys ['base_']"), ("cur_steps0", "stage 'x': max_steps=0"),
