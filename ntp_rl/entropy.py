@@ -16,11 +16,11 @@ from .core import *
 from .data import *
 
 # %% auto #0
-__all__ = ['LN2', 'SCHEMA', 'COLUMNS', 'TOKEN_CLASSES', 'PLOTS', 'MAX_TOP_K', 'logits_entropy', 'next_token_stats', 'TokenText',
-           'token_text', 'doc_windows', 'batch_stats', 'rows_table', 'write_atomically', 'windows_hash', 'shard_path',
-           'compute_entropies', 'load_entropies', 'window_table', 'load_vocab', 'run_info', 'shard_counts',
-           'token_class', 'entropy_summary', 'top_contexts', 'plot_entropy', 'save_plots', 'EntropyConfig',
-           'run_entropy']
+__all__ = ['LN2', 'SCHEMA', 'COLUMNS', 'ENTROPY_BUSY', 'TOKEN_CLASSES', 'PLOTS', 'MAX_TOP_K', 'logits_entropy',
+           'next_token_stats', 'TokenText', 'token_text', 'doc_windows', 'batch_stats', 'rows_table',
+           'write_atomically', 'windows_hash', 'shard_path', 'compute_entropies', 'load_entropies', 'window_table',
+           'load_vocab', 'run_info', 'shard_counts', 'token_class', 'entropy_summary', 'top_contexts', 'plot_entropy',
+           'save_plots', 'EntropyConfig', 'run_entropy']
 
 # %% ../nbs/02_entropy.ipynb #47037520
 LN2 = math.log(2)
@@ -190,11 +190,14 @@ def compute_entropies(model, # a causal LM (eval mode, on its device)
     if out.is_dir() and any(out.iterdir()) and not (out/"run.json").exists():
         raise NtpRlError(f"{out} holds other files and no run.json, so it is not an entropy folder; give a new or empty "
                          "folder as --out")
-    created = not out.exists()
-    try: return _compute(model, tok, windows, out, docs, top_k, batch_size, shard_windows, meta, progress)
-    except BaseException:  # a failure before the first shard (a full disk) leaves no folder behind; later ones resume
-        if created and out.is_dir() and not any(out.glob("shard-*.parquet")): shutil.rmtree(out, ignore_errors=True)
-        raise
+    with holding_folder(out, "entropy run", ENTROPY_BUSY):  # two runs into one folder would delete each other's shards
+        created = not out.exists()
+        try: return _compute(model, tok, windows, out, docs, top_k, batch_size, shard_windows, meta, progress)
+        except BaseException:  # a failure before the first shard (a full disk) leaves no folder behind; later ones resume
+            if created and out.is_dir() and not any(out.glob("shard-*.parquet")): shutil.rmtree(out, ignore_errors=True)
+            raise
+
+ENTROPY_BUSY = "wait for it to finish (a rerun then resumes or reuses its shards), or give another --out"
 
 def _compute(model, tok, windows, out, docs, top_k, batch_size, shard_windows, meta, progress) -> Path:
     from tqdm.auto import tqdm
@@ -427,6 +430,9 @@ def run_entropy(cfg:EntropyConfig, progress:bool=True) -> dict:
     "Load the model and corpus of `cfg`, write shards, `summary.json` and the PNG plots to `cfg.out`; return the summary."
     t0 = time.time()
     check_writable(cfg.out)  # every check before the first file is written: a failed start leaves no folder behind
+    with holding_folder(cfg.out, "entropy run", ENTROPY_BUSY): return _run_entropy(cfg, progress, t0)
+
+def _run_entropy(cfg:EntropyConfig, progress:bool, t0:float) -> dict:
     docs = load_corpus(cfg.data, cfg.n_docs, cfg.seed, cfg.text_field)
     inputs = input_hashes(cfg.data)
     model, tok = load_model(cfg.model, cfg.dtype, cfg.device)

@@ -645,3 +645,17 @@ def test_viewer_host_header_and_headers_on_every_response(b):
     srv = serve(b/"ent", host="0.0.0.0", port=0, n=2)  # --host names every interface: other names are the user's choice
     try: assert _http(srv.server_address[1], b"GET / HTTP/1.1\r\nHost: viewer.lab.example\r\nConnection: close\r\n\r\n")[0] == 200
     finally: srv.shutdown(); srv.server_close()
+
+def test_two_entropy_runs_one_folder(tmp_path, capsys):
+    "An entropy run into a folder another process holds fails at once, naming that pid, and creates nothing."
+    out = tmp_path/"e"
+    code = f"import sys; from ntp_rl.core import lock_folder; lock_folder({str(out)!r}, 'entropy run'); print('held', flush=True); sys.stdin.read()"
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+    try:
+        assert p.stdout.readline() == "held\n"
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as e: cli.ntp_rl_entropy([*E[:-1], str(out), "--data", "verne", "--n-docs", "2"])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and len(visible_lines(err)) == 1 and f"is in use by another entropy run (pid {p.pid})" in err, err
+    finally: p.communicate("")
+    assert not out.exists()
