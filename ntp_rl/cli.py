@@ -192,6 +192,7 @@ def ntp_rl_run(argv:list[str]|None=None):
     g.add_argument("--module", dest="modules", action="append", help="module to load (repeatable)")
     g.add_argument("--sbatch-arg", dest="sbatch_args", action="append", help="extra #SBATCH option (repeatable)")
     a = vars(p.parse_args(argv))
+    if a["execute"] and a["param"]: p.error("-p is for a parameter file; --execute runs a prepared folder as it was prepared")
     if a["execute"]:
         from ntp_rl.runs import execute_run
         res = run_cli(execute_run, a["execute"], a["timeout"])

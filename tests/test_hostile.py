@@ -207,6 +207,7 @@ CASES = [  # (id, command, arguments, culprit named in the error line, output lo
         ("p-unknown", "ok", ["-p", "nope", "1"], "has no parameter 'nope'"), ("p-type", "ok", ["-p", "x", "abc"], "x='abc' is a str"),
         ("p-nan", "ok", ["-p", "scale", "nan"], "scale=nan is not a finite number"),
         ("p-one-value", "ok", ["-p", "x"], "expected 2 arguments"), ("p-out-dir", "ok", ["-p", "out_dir", "/tmp"], "do not set out_dir")]],
+    ("run-execute-with-p", "ntp_rl_run", ["--execute", "{b}/run_noparams", "-p", "x", "1"], "-p is for a parameter file", "{b}/run_noparams"),
     *[(f"run-slurm-{f}-injected", "ntp_rl_run", ["{d}/ok.yaml", "--slurm", f"--{f}", "x\ntouch injected", "--out-root", "{o}"],
        f"slurm.{f.replace('-', '_')}", "{o}") for f in ("partition", "account", "qos", "job-name", "activate", "mem", "time")],
     ("run-slurm-sbatch-arg-injected", "ntp_rl_run", ["{d}/ok.yaml", "--slurm", "--sbatch-arg", "--x=1\ntouch injected",
