@@ -34,6 +34,7 @@ $(STAMP): requirements.txt settings.ini setup.py
 # the main job: the steps listed in papermill_runs/main.yaml, each a notebook executed headless through papermill
 run: setup
 	$(BIN)/ntp_rl_prepare_twohop
+	$(BIN)/ntp_rl_prepare_twohop --name twohop-fair
 	$(BIN)/ntp_rl_main
 
 # the test command (.ci/run calls exactly this); the docs browser tests need chromium (installed if missing)
@@ -47,7 +48,7 @@ chromium:
 docs: setup
 	$(BIN)/python scripts/build_docs.py
 
-# execute every notebook with its CI-sized defaults and store the outputs in place (commit them; NB=nbs/x.ipynb for one,
+# execute every notebook with its CI-sized defaults and store the outputs in place (commit them; NB=nbs/<name>.ipynb for one,
 # FLAGS=slow to run the slow cells too); tests/test_outputs.py checks the committed outputs
 outputs: setup
 	$(BIN)/python scripts/make_outputs.py $(NB) $(if $(FLAGS),--flags $(FLAGS),)

@@ -65,7 +65,7 @@ def per_position_loop(model, ids, mask, cfg, marks, positions):
 
 
 def dense_step(model, head, ids, mask, cfg, marks):
-    "One training step in the original's style (quietstar_spec.md §1.3): dense mask over every earlier iteration's keys."
+    "One training step in the original's style (nbs/quietstar_algorithm.ipynb, thoughts at every position): dense mask over every earlier iteration's keys."
     T, A, K = cfg.T, cfg.A, cfg.K
     ids, mask = ids.repeat_interleave(K, 0), mask.repeat_interleave(K, 0)
     R, L = ids.shape

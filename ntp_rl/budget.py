@@ -14,17 +14,19 @@ from safetensors.torch import save_file, load_file
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from .core import *
 from .thoughts import *
-from .quietstar import advantages, masked_mean, ADVANTAGES
+from .quietstar import (advantages, masked_mean, ADVANTAGES, QuietStarConfig, QuietStarObjective, ThoughtScores,
+                               thought_gain, draw_weights)
 from .objective import Objective
 
 # %% auto #0
 __all__ = ['BUDGET_FILE', 'VALUES_FILE', 'ENTROPY_BUCKETS', 'BudgetConfig', 'BudgetValues', 'new_budget_values', 'net_rates',
            'net_values', 'best_decisions', 'break_even_price', 'normalized_gain', 'token_gain_targets', 'value_loss',
            'BudgetGroup', 'VariableThoughts', 'sample_variable_thoughts', 'replay_variable_thoughts',
-           'decision_positions', 'training_budgets', 'BudgetObjective', 'AdaptiveThinker', 'is_budget_model',
-           'save_budget_model', 'load_budget_model', 'AdaptiveGeneration', 'value_decide', 'generate_adaptive',
-           'budget_overlay', 'place_fixed', 'place_entropy', 'place_random', 'place_values', 'evaluate_placement',
-           'spearman', 'summarize_placement', 'think_adaptive', 'adaptive_page', 'explore_generation']
+           'decision_positions', 'training_budgets', 'BudgetObjective', 'DiscoveryConfig', 'value_positions',
+           'marginal_gain', 'DiscoveryObjective', 'AdaptiveThinker', 'is_budget_model', 'save_budget_model',
+           'load_budget_model', 'AdaptiveGeneration', 'value_decide', 'generate_adaptive', 'budget_overlay',
+           'place_fixed', 'place_entropy', 'place_random', 'place_values', 'evaluate_placement', 'spearman',
+           'summarize_placement', 'think_adaptive', 'adaptive_page', 'explore_generation']
 
 # %% ../nbs/06_budget.ipynb #222f67fe
 @dataclass
@@ -411,6 +413,98 @@ class BudgetObjective(Objective):
         th = Thinker(lm, self.tok, self.cfg.thought_config(self.cfg.max_budget, self.cfg.max_horizon), self.marks, self.head)
         self.markers.write_to(lm)
         save_budget_model(th, self.values, self.cfg, path)
+
+# %% ../nbs/06_budget.ipynb #fa4cff7f
+@dataclass
+class DiscoveryConfig(QuietStarConfig):
+    "Quiet-STaR's estimators with 06's value estimates choosing where to think: no position labels reach the learner."
+    n_exploit: int = 8 # positions per window the estimates rank highest (among those whose net value Q − λ·T is positive)
+    n_explore: int = 8 # more positions per window drawn uniformly: every position stays tried, thinking or not
+    lam: float = 0.1 # price per thought token (nats) at which the estimates decide where to exploit
+    value_hidden: int = 64 # width of the value network's hidden layers
+    value_layers: int = 2
+    def __post_init__(self):
+        super().__post_init__()
+        check(self.placement == "uniform", "DiscoveryConfig chooses positions with its value estimates; leave placement='uniform'")
+        check(self.n_exploit >= 0 and self.n_explore >= 1, f"n_exploit={self.n_exploit}, n_explore={self.n_explore}; "
+              "use n_exploit >= 0 and n_explore >= 1 (exploration keeps every position's value measured)")
+        check(self.lam >= 0 and self.value_hidden >= 1 and self.value_layers >= 1, "lam >= 0, value_hidden and value_layers >= 1")
+    def budget_config(self) -> BudgetConfig:
+        "The value estimates' budgets: no thought, or one of `thought_len` tokens, over the look-ahead."
+        return BudgetConfig(budgets=(0, self.thought_len), lookaheads=(self.n_ahead,), value_hidden=self.value_hidden,
+                            value_layers=self.value_layers)
+
+def value_positions(q:torch.Tensor, # (B, L) estimated net value of thinking at every position (nats), −inf where it cannot
+                    n_exploit:int, n_explore:int,
+                    generator:torch.Generator|None=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "The n_exploit best positions with a positive net value, then n_explore uniform others: (B, P) positions, (B, P) real, (B, P) explored."
+    B, L = q.shape
+    ok = q > float("-inf")  # (B, L) positions that have a next token
+    best = q.topk(min(n_exploit, L), -1)  # (B, E)
+    take = best.values > 0  # exploit only where thinking pays at the price
+    u = torch.rand(B, L, generator=generator, device=q.device).masked_fill(~ok, -1.0)  # the uniform draw of the rest
+    u = u.scatter(-1, best.indices, torch.where(take, -1.0, u.gather(-1, best.indices)))  # ... excluding the exploited ones
+    expl = u.topk(min(n_explore, L), -1)
+    pos = torch.cat([best.indices, expl.indices], -1)  # (B, E + X)
+    real = torch.cat([take, expl.values >= 0], -1)
+    explored = torch.cat([torch.zeros_like(take), torch.ones_like(take[:, :1]).expand(B, expl.indices.shape[1])], -1)
+    return pos, real, explored & real
+
+
+# %% ../nbs/06_budget.ipynb #6b3b26df
+def marginal_gain(s:ThoughtScores, # a position's thoughts, scored (05)
+                  weights:torch.Tensor, # (B, K, P) how inference draws the thoughts: 05's `draw_weights`
+                 ) -> torch.Tensor: # (B, P) nats
+    "What thinking buys at a position with the current writer: log Σ_k w_k · p(y | z_k) / p_base(y), the marginal likelihood ratio (alive at w = 0: unmixed)."
+    return torch.logsumexp(weights.clamp(min=1e-30).log() + s.gain, 1)
+
+class DiscoveryObjective(QuietStarObjective):
+    "05's thoughts and estimators where an optimistic estimate says a thought could pay (plus uniform exploration); a second estimate learns what the writer's thoughts buy, for inference."
+    Config = DiscoveryConfig
+    def prepare_model(self, lm, init_from:str=""):
+        "05's thought tokens and mixing head, and two fresh (all-zero: nothing is worth a thought yet) value estimators."
+        lm = super().prepare_model(lm, init_from)
+        self.values = new_budget_values(lm, self.cfg.budget_config())  # what a drawn thought buys: inference decides with it
+        self.potential = new_budget_values(lm, self.cfg.budget_config(), seed=1)  # what the best thought buys: training explores with it
+        return lm
+    def param_groups(self, lr:float, objective_lr:float) -> list[dict]:
+        "05's groups, and both value estimators at `objective_lr`."
+        return super().param_groups(lr, objective_lr) + [dict(params=[*self.values.parameters(), *self.potential.parameters()],
+                                                              lr=objective_lr)]
+    def rollout(self, lm, batch):
+        "Positions where the potential is worth its price λ·T (the best n_exploit), n_explore uniform others, and 05's thoughts there."
+        ids, am = batch["input_ids"], batch["attention_mask"]
+        c = self.cfg
+        with torch.no_grad():
+            q = self.potential(text_pass(lm, ids, am).hidden)[..., 0, 0] - c.lam * c.thought_len  # (B, L): best gain − λ·T
+        has_next = torch.zeros_like(am, dtype=torch.bool); has_next[:, :-1] = (am[:, 1:] * am[:, :-1]).bool()
+        g = torch.Generator(device=ids.device).manual_seed(int(torch.randint(0, 2**31 - 1, ()).item()))  # the global (resumable) RNG
+        pos, real, explored = value_positions(q.masked_fill(~has_next, float("-inf")), c.n_exploit, c.n_explore, g)
+        return self.thoughts_at(lm, batch, pos, real) | dict(explored=explored)
+    def loss(self, lm, batch, rollout):
+        th = self.replay(lm, batch, rollout)
+        loss, parts = self.score(lm, batch, rollout, th)
+        real, ex = rollout["real"] & th.valid[..., 0], rollout["explored"]
+        v = th.valid[:, None].float()
+        s = ThoughtScores(th.logprobs.sum(-1).detach(), (th.lookahead_logprobs * v).sum(-1).detach(),
+                          thought_gain(th.lookahead_logprobs.detach(), th.base_logprobs.detach(), th.valid), real[:, None].expand(-1, th.tokens.shape[1], -1),
+                          rollout["logq"])
+        target = marginal_gain(s, draw_weights(self.cfg.estimator, s))  # (B, P): what a thought as inference draws it buys
+        best = s.gain.masked_fill(~s.mask, float("-inf")).amax(1).clamp(min=-20.0)  # (B, P): what the best of them buys
+        D = th.base_hidden.shape[-1]
+        h = th.base_hidden.detach().gather(1, th.positions[..., None].expand(-1, -1, D))  # (B, P, D)
+        q, pq = self.values(h)[..., 0, 0], self.potential(h)[..., 0, 0]  # (B, P) each, with gradient into the estimators only
+        vl = masked_mean((q - target) ** 2, real) + masked_mean((pq - best) ** 2, real)
+        with torch.no_grad(): self.values.observe(h[real])
+        return loss + vl, parts | dict(value_loss=vl, marginal_gain=masked_mean(target, real), best_gain=masked_mean(best, real),
+                                       potential_exploit=masked_mean(pq.detach(), real & ~ex), potential_explore=masked_mean(pq.detach(), real & ex),
+                                       value_exploit=masked_mean(q.detach(), real & ~ex), value_explore=masked_mean(q.detach(), real & ex),
+                                       exploit_share=masked_mean((~ex).float(), real))
+    def save_extras(self, lm, path:Path):
+        "A budget-model folder: the thinking model and the value estimates (`load_budget_model`, `ntp_rl_think --adaptive`)."
+        self.markers.write_to(lm)
+        save_budget_model(Thinker(lm, self.tok, self.tcfg, self.marks, self.head), self.values, self.cfg.budget_config(), path)
+
 
 # %% ../nbs/06_budget.ipynb #004c186d
 BUDGET_FILE, VALUES_FILE = "budget.json", "budget_values.safetensors"

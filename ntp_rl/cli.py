@@ -26,11 +26,14 @@ def ntp_rl_prepare(argv:list[str]|None=None):
 
 # %% ../nbs/10_cli.ipynb #12bebfec
 def ntp_rl_prepare_twohop(argv:list[str]|None=None):
-    "Train the two-hop task's model (`twohop-llama`, a 2-layer Llama) once into the ntp_rl cache, so every command can load it."
-    CliParser("ntp_rl_prepare_twohop", ntp_rl_prepare_twohop.__doc__).parse_args(argv)
+    "Train a two-hop task's model (a 2-layer Llama: `twohop-llama`, or `--name twohop-fair`) once into the ntp_rl cache, so every command can load it."
+    p = CliParser("ntp_rl_prepare_twohop", ntp_rl_prepare_twohop.__doc__)
+    p.add_argument("--name", default="twohop-llama", choices=["twohop-llama", "twohop-fair"],
+                   help="twohop-llama: thoughts seeded by pretraining; twohop-fair: the discovery build (reads thoughts, never shown one in a query)")
+    a = p.parse_args(argv)
     def main():
         from ntp_rl.twohop import prepare_twohop_model
-        print(prepare_twohop_model())
+        print(prepare_twohop_model(name=a.name))
     run_cli(main)
 
 
@@ -188,7 +191,8 @@ def ntp_rl_run(argv:list[str]|None=None):
     p.add_argument("--timeout", type=int, help="with --execute: seconds a cell may run")
     g = p.add_argument_group("SLURM (override the parameter file's slurm: section)")
     for f in ("partition", "account", "qos", "mem", "time", "activate", "job-name"): g.add_argument(f"--{f}")
-    for f in ("gpus", "cpus", "max-parallel"): g.add_argument(f"--{f}", type=int)
+    for f in ("gpus", "cpus", "max-parallel", "nodes"): g.add_argument(f"--{f}", type=int)
+    g.add_argument("--launch-config", help="accelerate config for runs of several GPUs or nodes (e.g. configs/accelerate/fsdp_8gpu.yaml)")
     g.add_argument("--module", dest="modules", action="append", help="module to load (repeatable)")
     g.add_argument("--sbatch-arg", dest="sbatch_args", action="append", help="extra #SBATCH option (repeatable)")
     a = vars(p.parse_args(argv))
@@ -200,7 +204,7 @@ def ntp_rl_run(argv:list[str]|None=None):
         sys.exit(0 if res.ok else 1)
     if not a["spec"]: p.error("give a parameter file (or --execute RUN_DIR)")
     over = {k: a[k] for k in ("partition", "account", "qos", "mem", "time", "activate", "job_name", "gpus", "cpus",
-                               "max_parallel", "modules", "sbatch_args")}
+                               "max_parallel", "modules", "sbatch_args", "nodes", "launch_config")}
     def main():
         from ntp_rl.runs import run_main
         run_main(a["spec"], a["out_root"], a["slurm"], a["dry_run"], dict(a["param"] or []), a["max_runs"], **over)

@@ -499,7 +499,7 @@ def hub_reachable(timeout:float=2.0) -> bool:
     except OSError: return False
 
 # %% ../nbs/00_core.ipynb #1573a7bd
-BUILT_MODELS = {"twohop-llama": "ntp_rl_prepare_twohop"} # models trained once into cache_dir()/<name> by a command of a later module
+BUILT_MODELS = {"twohop-llama": "ntp_rl_prepare_twohop", "twohop-fair": "ntp_rl_prepare_twohop --name twohop-fair"} # models trained once into cache_dir()/<name> by a command of a later module
 
 def built_model_dir(name:str) -> Path:
     "Where a built model (`BUILT_MODELS`) lives: `$NTP_RL_CACHE/<name>`."

@@ -15,11 +15,12 @@ from .core import *
 
 # %% auto #0
 __all__ = ['SHAKESPEARE', 'CORPORA', 'FILE_TYPES', 'SPLITS', 'TWOHOP_SYMBOLS', 'TWOHOP_MARKS', 'TWOHOP_MULTI_MARKS',
-           'TWOHOP_DIGITS', 'TWOHOP_TYPES', 'WARM_STARTS', 'TWOHOP_THOUGHT', 'TWOHOP_PRETRAIN', 'TWOHOP_MIXES',
-           'TWOHOP_MULTI', 'wiki_docs', 'gsm_problems', 'gsm_docs', 'prepare_shakespeare', 'shakespeare_docs',
-           'verne_docs', 'file_docs', 'load_corpus', 'corpus_files', 'input_hashes', 'split_docs', 'Windows',
-           'make_windows', 'model_context', 'tokenize_docs', 'load_windows', 'iter_batches', 'windows_nll', 'prepare',
-           'TwohopConfig', 'twohop_sequence', 'twohop_docs', 'twohop_tokenizer', 'TwohopLabels', 'twohop_labels']
+           'TWOHOP_DIGITS', 'TWOHOP_TYPES', 'WARM_STARTS', 'TWOHOP_READ', 'TWOHOP_THOUGHT', 'ANCHOR_TYPES',
+           'TWOHOP_PRETRAIN', 'TWOHOP_MIXES', 'TWOHOP_MULTI', 'wiki_docs', 'gsm_problems', 'gsm_docs',
+           'prepare_shakespeare', 'shakespeare_docs', 'verne_docs', 'file_docs', 'load_corpus', 'corpus_files',
+           'input_hashes', 'split_docs', 'Windows', 'make_windows', 'model_context', 'tokenize_docs', 'load_windows',
+           'iter_batches', 'windows_nll', 'prepare', 'TwohopConfig', 'twohop_sequence', 'twohop_docs',
+           'twohop_tokenizer', 'TwohopLabels', 'twohop_labels', 'twohop_anchors']
 
 # %% ../nbs/01_data.ipynb #5c3b889e
 def _package_dir(pkg:str, install:str) -> Path:
@@ -277,7 +278,8 @@ TWOHOP_MARKS = dict(table="T", sep=",", onehop="P", twohop="Q", noise="N") # the
 TWOHOP_MULTI_MARKS = dict(table2="U", multihop="R") # the words of the second table and of two-token answers (only with n_multi > 0)
 TWOHOP_DIGITS = tuple("0123456789") # the second table's values: a class of their own, so a lookup of a key in both tables is told apart by class
 TWOHOP_TYPES = ("other", "table", "noise", "onehop", "twohop", "multihop", "multihop2") # position types of `twohop_labels` (the index is the code)
-WARM_STARTS = ("none", "lookup", "intermediate") # how some pretraining sequences show the thought format
+WARM_STARTS = ("none", "lookup", "intermediate", "reader") # how some pretraining sequences show the thought format
+TWOHOP_READ = "F" # the reader warm start's segment word: `F START z END π(z)` (only in tokenizers that ask for it)
 TWOHOP_THOUGHT = ("<|startofthought|>", "<|endofthought|>") # 04_thoughts' marker strings (01 cannot import 04)
 
 @dataclass
@@ -289,10 +291,11 @@ class TwohopConfig:
     n_noise: int = 4 # noise segments `N s s s` per sequence
     noise_len: int = 3 # uniformly random symbols per noise segment
     min_keys: int = 0 # 0: every table maps all symbols; k: table sizes log-uniform in [k, n_symbols] (short tables train faster)
-    warm_start: str = "none" # none | lookup: a thought holds a random z and the answer is π(z) | intermediate: it holds π(c)
+    warm_start: str = "none" # none | lookup: a thought holds a random z and the answer is π(z) | intermediate: it holds π(c) | reader: thoughts read in `F` segments (and ignored in noise), never in a query
     warm_frac: float = 0.0 # fraction of sequences written with thoughts (the warm start; see below)
     warm_intermediate: float = 0.0 # lookup warm start: fraction of its two-hop thoughts that hold π(c) instead of a random z
     n_multi: int = 0 # two-token queries `R c π(π(c)) σ(π(c))` per sequence, with a second table σ onto digits (0: none, no table)
+    n_read: int = 4 # reader warm start: `F START z END π(z)` segments per warm sequence (a random z: reading a thought, learned apart from any query)
     def __post_init__(self):
         check(2 <= self.n_symbols <= len(TWOHOP_SYMBOLS), f"TwohopConfig.n_symbols={self.n_symbols}; use 2..{len(TWOHOP_SYMBOLS)}")
         check(min(self.n_onehop, self.n_twohop, self.n_noise) >= 0 and self.noise_len >= 1,
@@ -307,7 +310,8 @@ class TwohopConfig:
         check(0 <= self.warm_frac <= 1, f"TwohopConfig.warm_frac={self.warm_frac}; use a fraction in [0, 1]")
         check(0 <= self.warm_intermediate <= 1 and (self.warm_intermediate == 0 or self.warm_start == "lookup"),
               f"TwohopConfig.warm_intermediate={self.warm_intermediate}; use a fraction in [0, 1], with warm_start='lookup'")
-        check(self.warm_start != "none" or self.warm_frac == 0, "TwohopConfig.warm_frac > 0 needs warm_start='lookup' or 'intermediate'")
+        check(self.warm_start != "none" or self.warm_frac == 0, "TwohopConfig.warm_frac > 0 needs warm_start='lookup', 'intermediate' or 'reader'")
+        check(self.n_read >= 1 or self.warm_start != "reader", f"TwohopConfig.n_read={self.n_read}; the reader warm start needs n_read >= 1")
     @property
     def symbols(self) -> tuple[str, ...]: return TWOHOP_SYMBOLS[:self.n_symbols]
     @property
@@ -330,9 +334,11 @@ def twohop_sequence(rng:np.random.Generator, cfg:TwohopConfig, warm:bool=False) 
     n_q = min(m, scale(cfg.n_twohop))
     segs = ["P"]*scale(cfg.n_onehop) + ["Q"]*n_q + ["N"]*scale(cfg.n_noise)
     if cfg.n_multi: segs += ["R"]*min(m - n_q, scale(cfg.n_multi))
+    reader = warm and cfg.warm_start == "reader"
+    if reader: segs += ["F"]*scale(cfg.n_read)  # drawn only here: every other stream is unchanged
     q_keys = iter(rng.permutation(m))  # two-hop keys never repeat: no answer can be copied from an earlier query
     def hop(c):  # the intermediate z a query's answers are read from, and the thought written before them (warm starts)
-        if not (warm and cfg.warm_start != "none"): return pi[c], []
+        if not (warm and cfg.warm_start in ("lookup", "intermediate")): return pi[c], []  # reader: no thought in a query
         z = pi[c]
         if cfg.warm_start == "lookup":
             z = rng.integers(m)  # drawn either way: warm_intermediate = 0 keeps the stream of the plain lookup warm start
@@ -344,6 +350,8 @@ def twohop_sequence(rng:np.random.Generator, cfg:TwohopConfig, warm:bool=False) 
         elif s == "Q":
             c = next(q_keys); z, thought = hop(c)
             out += ["Q", S[c], *thought, S[pi[z]]]
+        elif s == "F":  # reading a thought, in a segment of its own: answer π(z) of a random z
+            z = rng.integers(m); out += [TWOHOP_READ, start, S[z], end, S[pi[z]]]
         elif s == "R":  # two answers that both need the intermediate π(c): one thought can serve both
             c = next(q_keys); z, thought = hop(c)  # a key distinct from every two-hop key: nothing to copy
             out += ["R", S[c], *thought, S[pi[z]], cfg.digits[sig[z]]]
@@ -364,13 +372,15 @@ def twohop_docs(n_docs:int|None=None, # sequences (default 4000)
 
 # %% ../nbs/01_data.ipynb #d11ed0ab
 def twohop_tokenizer(n_symbols:int=16, # letters a.. of the alphabet
-                     n_digits:int=0): # digits 0.. of a second table (`TwohopConfig.digits`); 0: none, and no U/R words
+                     n_digits:int=0, # digits 0.. of a second table (`TwohopConfig.digits`); 0: none, and no U/R words
+                     words:tuple=()): # more structure words, last (e.g. `(TWOHOP_READ,)` for the reader warm start)
     "Word-level tokenizer of twohop text: <pad>, <eos>, <unk>, the thought markers, the structure words, the symbols (then U, R and the digits)."
     from tokenizers import Tokenizer, Regex, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
-    words = ["<pad>", "<eos>", "<unk>", *TWOHOP_THOUGHT, *TWOHOP_MARKS.values(), *TWOHOP_SYMBOLS[:n_symbols]]
-    if n_digits: words += [*TWOHOP_MULTI_MARKS.values(), *TWOHOP_DIGITS[:n_digits]]  # after the rest: older ids unchanged
-    t = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    vocab = ["<pad>", "<eos>", "<unk>", *TWOHOP_THOUGHT, *TWOHOP_MARKS.values(), *TWOHOP_SYMBOLS[:n_symbols]]
+    if n_digits: vocab += [*TWOHOP_MULTI_MARKS.values(), *TWOHOP_DIGITS[:n_digits]]  # after the rest: older ids unchanged
+    vocab += list(words)
+    t = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
     t.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     t.decoder = decoders.Replace(Regex("^"), " ")  # every token decodes as " word"
     return PreTrainedTokenizerFast(tokenizer_object=t, eos_token="<eos>", pad_token="<pad>", unk_token="<unk>",
@@ -394,7 +404,7 @@ def twohop_labels(input_ids:torch.Tensor, # (B, L) or (L,) token ids of twohop w
     rows = ids[None] if ids.ndim == 1 else ids
     v = tok.get_vocab()
     check(all(w in v for w in TWOHOP_MARKS.values()), "this tokenizer has no twohop words; use twohop_tokenizer() (or a twohop model's)")
-    M = {k: v[w] for k, w in TWOHOP_MARKS.items()} | {k: v.get(w, -2) for k, w in TWOHOP_MULTI_MARKS.items()}
+    M = {k: v[w] for k, w in TWOHOP_MARKS.items()} | {k: v.get(w, -2) for k, w in TWOHOP_MULTI_MARKS.items()} | dict(read=v.get(TWOHOP_READ, -3))
     start, end = (v.get(w, -1) for w in TWOHOP_THOUGHT)
     sym, code = {v[s] for s in TWOHOP_SYMBOLS + TWOHOP_DIGITS if s in v}, {n: i for i, n in enumerate(TWOHOP_TYPES)}
     types, inter = torch.zeros(rows.shape, dtype=torch.long), torch.full(rows.shape, -1, dtype=torch.long)
@@ -405,7 +415,7 @@ def twohop_labels(input_ids:torch.Tensor, # (B, L) or (L,) token ids of twohop w
             if thinking: continue
             if x == M["table"]: pi, sigma, mode, key = {}, None, "table", None; continue
             if x == M["table2"]: sigma, mode, key = ({} if pi is not None else None), "table2", None; continue
-            if x in (M["onehop"], M["twohop"], M["noise"], M["multihop"]): mode, query, first = x, None, None; continue
+            if x in (M["onehop"], M["twohop"], M["noise"], M["multihop"], M["read"]): mode, query, first = x, None, None; continue
             if x not in sym:
                 if x != M["sep"]: pi, sigma, mode = None, None, None  # EOS or padding: the next sequence has its own table
                 continue
@@ -435,12 +445,30 @@ def twohop_labels(input_ids:torch.Tensor, # (B, L) or (L,) token ids of twohop w
     if ids.ndim == 1: types, inter = types[0], inter[0]
     return TwohopLabels(types, inter)
 
+# %% ../nbs/01_data.ipynb #b4cfd262
+ANCHOR_TYPES = ("noise", "onehop", "twohop") # position types whose predictions thoughts are compared on
+
+def twohop_anchors(lab:TwohopLabels, types:tuple=ANCHOR_TYPES) -> tuple[torch.Tensor, torch.Tensor]:
+    "Positions to think after: t−1 for every token t of `types`, as (B, P) `positions` padded by repetition and a (B, P) `valid` mask."
+    sel = torch.zeros_like(lab.types, dtype=torch.bool)
+    for t in types: sel |= lab.mask(t)
+    sel[:, 0] = False  # the first token has no position before it
+    P = max(int(sel.sum(1).max()), 1)
+    pos, ok = torch.zeros(len(sel), P, dtype=torch.long), torch.zeros(len(sel), P, dtype=torch.bool)
+    for b in range(len(sel)):
+        t = sel[b].nonzero()[:, 0]
+        pos[b, :len(t)], ok[b, :len(t)] = t - 1, True
+        if 0 < len(t) < P: pos[b, len(t):] = t[-1] - 1
+    return pos, ok
+
+
 # %% ../nbs/01_data.ipynb #d75acf90
 TWOHOP_PRETRAIN = TwohopConfig(min_keys=2, warm_start="lookup", warm_frac=0.5, warm_intermediate=1.0) # twohop-llama's pretraining mix (07a_twohop)
 TWOHOP_MIXES = { # pretraining mixes by corpus name: twohop-llama's, and two weaker warm starts (experiments/twohop measures them)
     "twohop-pretrain": TWOHOP_PRETRAIN, # every two-hop thought holds π(c)
     "twohop-pretrain-half": dataclasses.replace(TWOHOP_PRETRAIN, warm_intermediate=0.5), # half of them do, half a random z
     "twohop-pretrain-format": dataclasses.replace(TWOHOP_PRETRAIN, warm_intermediate=0.0), # the format only: a random z
+    "twohop-pretrain-fair": dataclasses.replace(TWOHOP_PRETRAIN, warm_start="reader", warm_intermediate=0.0), # reading only, in F segments: no query ever shows a thought
 }
 TWOHOP_MULTI = TwohopConfig(n_symbols=8, n_onehop=2, n_twohop=3, n_multi=3, n_noise=3) # `twohop-multi`: with two-token answers (fits 128 tokens)
 TWOHOP_MIXES["twohop-multi-pretrain"] = dataclasses.replace(TWOHOP_MULTI, min_keys=2, warm_start="lookup", warm_frac=0.5,

@@ -12,7 +12,8 @@ import torch.nn as nn
 from .core import *
 
 # %% auto #0
-__all__ = ['OBJECTIVES', 'Objective', 'NextTokenConfig', 'NextTokenObjective', 'register_objective', 'get_objective']
+__all__ = ['OBJECTIVES', 'Objective', 'NextTokenConfig', 'next_token_loss', 'NextTokenObjective', 'register_objective',
+           'get_objective']
 
 # %% ../nbs/04b_objective.ipynb #5d7c9bf7
 class Objective(nn.Module):
@@ -50,15 +51,19 @@ class NextTokenConfig:
     "The plain next-token baseline has no knobs."
     pass
 
+def next_token_loss(logits:torch.Tensor, # (B, L, V) next-token logits of the text (no thoughts)
+                    input_ids:torch.Tensor, attention_mask:torch.Tensor) -> torch.Tensor:
+    "Mean NLL of every real next token of the window: the term the ntp arm trains, and every thinking objective with it."
+    nll = token_nll(logits, input_ids, attention_mask)  # (B, L-1)
+    m = attention_mask
+    return nll.sum() / (m[:, 1:] * m[:, :-1]).sum().clamp(min=1)
+
 class NextTokenObjective(Objective):
     "Plain next-token cross-entropy: the baseline every thinking objective is compared against."
     Config = NextTokenConfig
     def loss(self, lm, batch, rollout):
         logits = lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, L, V)
-        nll = token_nll(logits, batch["input_ids"], batch["attention_mask"])  # (B, L-1)
-        m = batch["attention_mask"]
-        n = (m[:, 1:] * m[:, :-1]).sum().clamp(min=1)
-        loss = nll.sum() / n
+        loss = next_token_loss(logits, batch["input_ids"], batch["attention_mask"])
         return loss, dict(nll=loss)
 
 # %% ../nbs/04b_objective.ipynb #a698807f
@@ -67,6 +72,7 @@ OBJECTIVES = {
     "quietstar": "ntp_rl.quietstar:QuietStarObjective",
     "distill": "ntp_rl.quietstar:DistillObjective",
     "budget": "ntp_rl.budget:BudgetObjective",
+    "discovery": "ntp_rl.budget:DiscoveryObjective",
 }
 
 def register_objective(name:str, target:str|type):

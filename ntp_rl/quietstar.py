@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_quietstar.ipynb #822e6a63
 from __future__ import annotations
-import math
+import dataclasses, math
 from dataclasses import dataclass, asdict
 import numpy as np
 from pathlib import Path
@@ -12,31 +12,36 @@ import torch
 import torch.nn as nn
 from .core import *
 from .thoughts import *
-from .objective import Objective
+from .objective import Objective, next_token_loss
 
 # %% auto #0
-__all__ = ['ADVANTAGES', 'THOUGHT_SOURCES', 'NLL_KINDS', 'DISTILL_RL', 'QuietStarConfig', 'masked_mean', 'lookahead_reward',
-           'advantages', 'reinforce_loss', 'quietstar_loss', 'QuietStarObjective', 'lookahead_sums',
+__all__ = ['ADVANTAGES', 'THOUGHT_SOURCES', 'ESTIMATORS', 'TRAIN_PLACEMENTS', 'NLL_KINDS', 'DISTILL_RL', 'QuietStarConfig',
+           'masked_mean', 'thought_gain', 'advantages', 'policy_surrogate', 'ThoughtScores', 'reinforce_estimate',
+           'best_explanation', 'marginal_estimate', 'filtered_estimate', 'posterior_estimate', 'supervised_estimate',
+           'draw_weights', 'thought_estimate', 'top_thought_share', 'quietstar_loss', 'text_nll', 'label_positions',
+           'enumerate_thoughts', 'intermediate_thoughts', 'QuietStarObjective', 'lookahead_sums',
            'lookahead_nll_by_window', 'lookahead_nll', 'bootstrap_mean', 'DistillConfig', 'mixed_next_logprobs',
            'teacher_mixed_logprobs', 'distill_loss', 'DistillObjective']
 
 # %% ../nbs/05_quietstar.ipynb #f382c991
 ADVANTAGES = ("signed", "positive")
 THOUGHT_SOURCES = ("sampled", "filler")
+ESTIMATORS = ("reinforce", "marginal", "filtered", "posterior", "supervised") # how thoughts learn (see `thought_estimate`)
+TRAIN_PLACEMENTS = ("uniform", "twohop") # where thoughts are trained: n_positions drawn uniformly (0 = every position), or the two-hop answers (labels: a control)
 
 @dataclass
 class QuietStarConfig:
     "Quiet-STaR objective knobs; where the released code differs, its value is named and the choice argued below."
-    thought_len: int = 11 # T incl. START/END; the original's n_ahead=12 gives 11 (spec §1.1)
+    thought_len: int = 11 # T incl. START/END; the original's n_ahead=12 gives 11 (nbs/quietstar_algorithm.ipynb, naming)
     n_ahead: int = 4 # A: look-ahead tokens scored (n_ahead_talk=4)
     n_thoughts: int = 2 # K: thoughts per position (n_passes=2); K = 1 uses a running-mean baseline
     temperature: float = 1.0 # thought sampling temperature (gumbel τ=1 in training)
     logprob_temperature: float = 0.0 # temperature of log π in REINFORCE; 0 = the sampling temperature (released: 3)
     advantage: str = "signed" # "signed": reward − baseline; "positive": clamped at 0 as released (biased, see below)
-    base_weight: float = 0.5 # next-token NLL without a thought (released original_loss_weight = 0.5)
+    base_weight: float = 1.0 # next-token NLL of the plain text over the whole window, exactly the ntp arm's term (released: 0.5, at thinking positions)
     mixed_weight: float = 0.5 # look-ahead NLL of the mixed prediction (released: 1 − original_loss_weight)
-    thought_weight: float = 0.5 # look-ahead NLL of the thought-conditioned prediction (not in the release; see below)
-    policy_weight: float = 1.0 # REINFORCE term (released: 1e6, see below)
+    thought_weight: float = 0.0 # look-ahead NLL of the thought-conditioned prediction (not in the release; the ablation in experiments/discovery sets 0)
+    policy_weight: float = 1.0 # the estimator's term (released: 1e6, see below)
     entropy_weight: float = 0.0 # β: REINFORCE maximises reward + β·H(π), i.e. rewards r − β·log π (not in the release; see below)
     marker_lr_scale: float = 100.0 # START/END learn at lr × this (released: embedding_scale = 1e2 reparametrisation)
     baseline_decay: float = 0.9 # K = 1 only: decay of the running mean of rewards used as the baseline
@@ -44,13 +49,19 @@ class QuietStarConfig:
     filler_text: str = "..." # the filler token of thought_source="filler" (its first token, repeated)
     init_text: str = "---" # the markers start as the embedding of this text
     thought_vocab: str = "" # only the tokens of this text may be sampled inside a thought ("" = any token; twohop: its alphabet)
-    n_positions: int = 0 # think after this many random positions per window (0 = every position, as the original)
+    n_positions: int = 0 # placement "uniform": think after this many random positions per window (0 = every position, as the original)
     mixing_hidden: int = 0 # width of the mixing head's hidden layer (0 = the model's hidden size, as the original)
+    estimator: str = "reinforce" # how thoughts learn: one of ESTIMATORS (reinforce = Quiet-STaR)
+    placement: str = "uniform" # where thoughts are trained: one of TRAIN_PLACEMENTS ("twohop" reads the two-hop labels: an oracle control)
+    filter_threshold: float = 0.5 # estimator "filtered": keep thoughts whose gain exceeds this (nats)
+    proposal_temperature: float = 2.0 # estimator "posterior": thoughts are proposed at this temperature, importance-weighted back to π
     def __post_init__(self):
         check_fields(self)
         self.thought_config()  # T >= 2, A >= 1, K >= 1, temperatures
         check(self.advantage in ADVANTAGES, f"advantage={self.advantage!r}; use one of: {', '.join(ADVANTAGES)}")
         check(self.thought_source in THOUGHT_SOURCES, f"thought_source={self.thought_source!r}; use one of: {', '.join(THOUGHT_SOURCES)}")
+        check(self.estimator in ESTIMATORS, f"estimator={self.estimator!r}; use one of: {', '.join(ESTIMATORS)}")
+        check(self.placement in TRAIN_PLACEMENTS, f"placement={self.placement!r}; use one of: {', '.join(TRAIN_PLACEMENTS)}")
         for k in ("base_weight", "mixed_weight", "thought_weight", "policy_weight", "entropy_weight"):
             check(getattr(self, k) >= 0, f"{k}={getattr(self, k)}; use 0 (term off) or a positive weight")
         check(self.base_weight + self.mixed_weight + self.thought_weight > 0, "base_weight, mixed_weight and thought_weight are all 0; give at least one NLL term a weight")
@@ -58,6 +69,13 @@ class QuietStarConfig:
         check(0 <= self.baseline_decay < 1, f"baseline_decay={self.baseline_decay}; use a value in [0, 1)")
         check(self.n_positions >= 0 and self.mixing_hidden >= 0, "n_positions and mixing_hidden must be 0 (default) or positive")
         check(bool(self.filler_text), "filler_text is empty; give a visible text such as '...'")
+        check(self.estimator != "marginal" or (self.thought_len == 3 and bool(self.thought_vocab)),
+              "estimator='marginal' sums over every thought exactly: use thought_len=3 (one thought token) and a thought_vocab")
+        check(self.estimator != "supervised" or (self.placement == "twohop" and self.thought_len == 3),
+              "estimator='supervised' trains the true intermediate: use placement='twohop' and thought_len=3")
+        check(self.estimator not in ("filtered", "posterior") or self.n_thoughts >= 2,
+              f"estimator={self.estimator!r} compares several thoughts per position; use n_thoughts >= 2")
+        check(self.proposal_temperature > 0, f"proposal_temperature={self.proposal_temperature}; use a positive temperature (1 = π itself)")
     def thought_config(self) -> ThoughtConfig:
         return ThoughtConfig(thought_len=self.thought_len, n_ahead=self.n_ahead, n_thoughts=self.n_thoughts,
                              temperature=self.temperature, logprob_temperature=self.logprob_temperature, init_text=self.init_text,
@@ -70,13 +88,14 @@ def masked_mean(x:torch.Tensor, mask:torch.Tensor) -> torch.Tensor:
     mask = mask.to(x.dtype).expand_as(x)
     return (x * mask).sum() / mask.sum().clamp(min=1)
 
-def lookahead_reward(thought_logprobs:torch.Tensor, # (B, K, P, A) log p(x[i+1+t] | ctx, thought), unmixed
-                     base_logprobs:torch.Tensor, # (B, P, A) log p_base(x[i+1+t])
-                     valid:torch.Tensor, # (B, P, A) bool: the target is a real token
-                    ) -> torch.Tensor: # (B, K, P)
-    "Reward of each thought: Σ_t [log p(x | ctx, thought) − log p_base(x | ctx)] over the valid look-ahead tokens."
-    gain = (thought_logprobs - base_logprobs[:, None]) * valid[:, None]  # (B, K, P, A)
-    return gain.sum(-1)
+def thought_gain(thought_logprobs:torch.Tensor, # (B, K, P, A) log p(x[i+1+t] | ctx, thought) (unmixed or mixed)
+                 base_logprobs:torch.Tensor, # (B, P, A) log p_base(x[i+1+t])
+                 valid:torch.Tensor, # (B, P, A) bool: the target is a real token
+                 horizon:torch.Tensor|None=None, # (B, P) score only the first `horizon` targets (None: all A)
+                ) -> torch.Tensor: # (B, K, P) nats
+    "What a thought buys: Σ_t [log p(x | ctx, thought) − log p_base(x | ctx)] over the valid look-ahead tokens (the first `horizon`)."
+    use = valid if horizon is None else valid & (torch.arange(valid.shape[-1], device=valid.device) < horizon[..., None])
+    return ((thought_logprobs - base_logprobs[:, None]) * use[:, None]).sum(-1)
 
 def advantages(reward:torch.Tensor, # (B, K, P)
                kind:str="signed", # "signed", or "positive" (clamped at 0, as released)
@@ -92,45 +111,157 @@ def advantages(reward:torch.Tensor, # (B, K, P)
     adv = reward - b
     return adv.clamp(min=0) if kind == "positive" else adv
 
-def reinforce_loss(adv:torch.Tensor, # (B, K, P) advantages (treated as constants)
-                   logp:torch.Tensor, # (B, K, P) log π of each sampled thought, with gradient
-                   mask:torch.Tensor, # (B, K, P) bool: thoughts that can be scored
-                  ) -> torch.Tensor:
-    "The REINFORCE surrogate −mean(adv·log π): its gradient is the policy-gradient estimate."
-    return masked_mean(-adv.detach() * logp, mask)
+def policy_surrogate(weight:torch.Tensor, # (B, K, P) how much each thought's log-likelihood is pushed up (treated as a constant)
+                     logp:torch.Tensor, # (B, K, P) log π of each thought (and/or its look-ahead log-likelihood), with gradient
+                     mask:torch.Tensor, # (B, K, P) bool: thoughts that can be scored
+                    ) -> torch.Tensor:
+    "The one policy-gradient surrogate −mean(weight·log π): REINFORCE with weight = advantage, fine-tuning with weight = 1."
+    return masked_mean(-weight.detach() * logp, mask)
+
+
+# %% ../nbs/05_quietstar.ipynb #76c68b12
+@dataclass
+class ThoughtScores:
+    "What every estimator reads, per thought of every position: shapes (B, K, P)."
+    logp: torch.Tensor # log π(z | ctx) of the thought, with gradient (the writer)
+    ll: torch.Tensor # Σ_t log p(x[i+1+t] | ctx, z) over the valid look-ahead, with gradient (the reader)
+    gain: torch.Tensor # `thought_gain`, detached: ll − the base model's log-likelihood
+    mask: torch.Tensor # bool: the thought can be scored (a real position with a real next token)
+    logq: torch.Tensor|None = None # log q(z) of the proposal the thought was drawn from (estimator "posterior")
+
+def reinforce_estimate(s:ThoughtScores, advantage:str="signed", baseline:torch.Tensor|None=None,
+                       entropy_weight:float=0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    "Quiet-STaR's REINFORCE: leave-one-out advantages of the gain (− β·log π), pushed into log π. Returns (loss, per-thought weights for the NLL terms)."
+    adv = advantages(s.gain - entropy_weight * s.logp.detach(), advantage, baseline)
+    return policy_surrogate(adv, s.logp, s.mask), torch.full_like(s.gain, 1 / s.gain.shape[1])
+
+def best_explanation(joint:torch.Tensor, # (B, K, P) log π(z) p(y | z) (or importance-weighted), detached
+                     gain:torch.Tensor, # (B, K, P) `thought_gain`
+                    ) -> torch.Tensor: # (B, K, P) one-hot, or all 0
+    "Hard EM's weights: 1 on the thought the posterior favours, where that thought raises the answer's likelihood; 0 elsewhere."
+    best = torch.zeros_like(joint).scatter(1, joint.argmax(1, keepdim=True), 1.0)
+    return best * ((best * gain).sum(1, keepdim=True) > 0)
+
+def marginal_estimate(s:ThoughtScores) -> tuple[torch.Tensor, torch.Tensor]:
+    "Exact marginal likelihood over an enumerated alphabet (K = every thought): −log Σ_z π(z)·p(y | z) for the writer (its gradient: posterior − π); the reader learns from the best explanation."
+    joint = s.logp + s.ll.detach()  # (B, K, P): log π(z) p(y | z)
+    loss = masked_mean(-torch.logsumexp(joint, 1), s.mask[:, 0])
+    return loss, best_explanation(joint.detach(), s.gain)
+
+def filtered_estimate(s:ThoughtScores, threshold:float=0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    "Expert iteration: fine-tune writer and reader on the sampled thoughts whose gain exceeds `threshold`; the rest are dropped."
+    keep = s.mask & (s.gain > threshold)
+    return policy_surrogate(torch.ones_like(s.gain), s.logp + s.ll, keep), torch.full_like(s.gain, 1 / s.gain.shape[1])
+
+def posterior_estimate(s:ThoughtScores) -> tuple[torch.Tensor, torch.Tensor]:
+    "Importance-weighted marginal likelihood from K proposals q, −log (1/K) Σ_k π(z_k) p(y | z_k) / q(z_k), for the writer (gradient Σ_k w̄_k ∇log π(z_k)); the reader learns from the best explanation."
+    check(s.logq is not None, "the posterior estimator needs the proposal's log q of every thought (ThoughtScores.logq)")
+    logw = s.logp + s.ll.detach() - s.logq.detach()  # (B, K, P)
+    K = logw.shape[1]
+    loss = masked_mean(-(torch.logsumexp(logw, 1) - math.log(K)), s.mask[:, 0])
+    return loss, best_explanation(logw.detach(), s.gain)
+
+def supervised_estimate(s:ThoughtScores) -> tuple[torch.Tensor, torch.Tensor]:
+    "The learnability control: maximum likelihood of a given (true) thought and of the answer after it."
+    return policy_surrogate(torch.ones_like(s.gain), s.logp + s.ll, s.mask), torch.ones_like(s.gain) / s.gain.shape[1]
+
+def draw_weights(name:str, s:ThoughtScores) -> torch.Tensor: # (B, K, P), summing to 1 over K
+    "How inference draws the K thoughts of a position: π for an enumeration, π/q self-normalised for proposals, uniformly for samples."
+    if name == "marginal": return torch.softmax(s.logp.detach(), 1)
+    if name == "posterior": return torch.softmax((s.logp - s.logq).detach(), 1)
+    return torch.full_like(s.gain, 1 / s.gain.shape[1])
+
+def thought_estimate(name:str, s:ThoughtScores, cfg=None, baseline:torch.Tensor|None=None) -> tuple[torch.Tensor, torch.Tensor]:
+    "The estimator `name` (one of ESTIMATORS) on scores `s`, with its knobs from a `QuietStarConfig`-like `cfg`: (loss, (B, K, P) weights of each thought in the NLL terms)."
+    check(name in ESTIMATORS, f"estimator={name!r}; use one of: {', '.join(ESTIMATORS)}")
+    if name == "reinforce":
+        return reinforce_estimate(s, getattr(cfg, "advantage", "signed"), baseline, getattr(cfg, "entropy_weight", 0.0))
+    if name == "filtered": return filtered_estimate(s, getattr(cfg, "filter_threshold", 0.5))
+    return dict(marginal=marginal_estimate, posterior=posterior_estimate, supervised=supervised_estimate)[name](s)
 
 
 # %% ../nbs/05_quietstar.ipynb #a0ddd446
+def top_thought_share(tokens:torch.Tensor, # (B, K, P, T) thoughts
+                      weights:torch.Tensor, # (B, K, P) each thought's weight (π for an enumeration, 1/K for samples)
+                      mask:torch.Tensor, # (B, P) bool: scored positions
+                     ) -> float:
+    "The share of the most common thought: max over thoughts z of the mean over scored positions of the weight on z (1: every position writes the same thought, a collapse)."
+    T = tokens.shape[-1]
+    keep = mask[:, None].expand(weights.shape)  # (B, K, P)
+    rows, w = tokens[keep].view(-1, T), weights[keep].float()  # (N·K, T), (N·K,)
+    if len(rows) == 0: return 0.0
+    _, inv = torch.unique(rows, dim=0, return_inverse=True)
+    return float(torch.zeros(int(inv.max()) + 1).index_add_(0, inv.cpu(), w.cpu()).max() / int(mask.sum()))
+
 def quietstar_loss(th:Thoughts, # a differentiable replay (`thought_forward`) with a mixing head
                    cfg:QuietStarConfig,
-                   baseline:torch.Tensor|None=None, # K = 1 only: the running-mean reward baseline
+                   nll_text:torch.Tensor, # the plain next-token NLL of the whole window (`next_token_loss`), with gradient
+                   baseline:torch.Tensor|None=None, # K = 1 REINFORCE only: the running-mean reward baseline
+                   real:torch.Tensor|None=None, # (B, P) bool: real thinking positions (None: all; placements that pad say which)
+                   logq:torch.Tensor|None=None, # (B, K, P) the proposal's log q of each thought (estimator "posterior")
                   ) -> tuple[torch.Tensor, dict]:
-    "base·NLL_base + mixed·NLL_mixed + thought·NLL_thought (look-ahead) + policy·REINFORCE on the thought-conditioned gain."
-    valid = th.valid  # (B, P, A)
-    nll_base = masked_mean(-th.base_logprobs[..., 0], valid[..., 0])  # next token only, as the plain LM
-    nll_mixed = masked_mean(-th.mixed_logprobs, valid[:, None])  # (B, K, P, A): all look-ahead tokens
-    nll_thought = masked_mean(-th.lookahead_logprobs, valid[:, None])  # the same tokens after the thought, unmixed
-    reward = lookahead_reward(th.lookahead_logprobs.detach(), th.base_logprobs.detach(), valid)  # (B, K, P)
-    has_target = valid[:, None, :, 0].expand_as(reward)  # (B, K, P): a thought can be scored
-    logp = th.logprobs.sum(-1)  # (B, K, P) log π of the sampled thought tokens
+    "base·NLL_text + mixed·NLL_mixed + thought·NLL_thought (look-ahead, thoughts weighted as the estimator says) + policy·(the estimator's term)."
+    valid = th.valid if real is None else th.valid & real[..., None]  # (B, P, A)
+    v = valid[:, None].float()  # (B, 1, P, A)
+    has_target = valid[:, None, :, 0].expand(th.lookahead_logprobs.shape[:3])  # (B, K, P): a thought can be scored
+    ll = (th.lookahead_logprobs * v).sum(-1)  # (B, K, P), with gradient: the reader
+    gain = thought_gain(th.lookahead_logprobs.detach(), th.base_logprobs.detach(), valid)  # (B, K, P)
+    logp = th.logprobs.sum(-1)  # (B, K, P) log π of the thought tokens
     learn = cfg.thought_source == "sampled" and th.logprobs.shape[-1] > 0  # filler thoughts and T = 2 have no policy
-    soft = reward - cfg.entropy_weight * logp.detach()  # (B, K, P): the entropy-regularised reward (= reward when β = 0)
-    adv = advantages(soft, cfg.advantage, baseline) if learn else torch.zeros_like(reward)
-    policy = reinforce_loss(adv, logp, has_target) if learn else logp.new_zeros(())
-    loss = (cfg.base_weight * nll_base + cfg.mixed_weight * nll_mixed + cfg.thought_weight * nll_thought
+    s = ThoughtScores(logp, ll, gain, has_target, logq)
+    if learn: policy, wk = thought_estimate(cfg.estimator, s, cfg, baseline)
+    else: policy, wk = logp.new_zeros(()), torch.full_like(gain, 1 / gain.shape[1])
+    n_tok = v.sum(-1).clamp(min=1)  # (B, 1, P) valid look-ahead tokens
+    per = lambda lp: ((-lp * v).sum(-1) / n_tok * wk).sum(1)  # (B, P): Σ_k w_k · NLL_k per look-ahead token
+    pos = valid[..., 0]  # (B, P)
+    nll_mixed, nll_thought = masked_mean(per(th.mixed_logprobs), pos), masked_mean(per(th.lookahead_logprobs), pos)
+    loss = (cfg.base_weight * nll_text + cfg.mixed_weight * nll_mixed + cfg.thought_weight * nll_thought
             + cfg.policy_weight * policy)
-    K, z = reward.shape[1], reward.new_zeros(())
-    std = masked_mean(reward.std(1, keepdim=True).expand_as(reward), has_target) if K > 1 else (
-          reward[has_target].std() if has_target.sum() > 1 else z)  # across the K thoughts of a position
-    return loss, dict(nll_base=nll_base, nll_mixed=nll_mixed, nll_thought=nll_thought, policy=policy,
-                      reward_mean=masked_mean(reward, has_target), reward_std=std, advantage=masked_mean(adv.abs(), has_target),
+    K, z = gain.shape[1], gain.new_zeros(())
+    std = masked_mean(gain.std(1, keepdim=True).expand_as(gain), has_target) if K > 1 else (
+          gain[has_target].std() if has_target.sum() > 1 else z)  # across the K thoughts of a position
+    n_think = max(th.logprobs.shape[-1], 1)
+    adv = advantages(gain, cfg.advantage, baseline) if (K > 1 or baseline is not None) else torch.zeros_like(gain)
+    dw = draw_weights(cfg.estimator, s) if learn else wk  # the metrics: thoughts as inference draws them
+    return loss, dict(nll_base=nll_text, nll_mixed=nll_mixed, nll_thought=nll_thought, policy=policy,
+                      reward_mean=masked_mean((gain * dw).sum(1), pos), reward_std=std, advantage=masked_mean(adv.abs(), has_target),
                       mix_weight=masked_mean(th.mix_weights, valid[:, None]),
-                      thought_entropy=masked_mean(-th.logprobs.mean(-1), has_target) if th.logprobs.shape[-1] else z)
+                      thought_entropy=masked_mean((-logp.detach() * dw).sum(1) / n_think, pos) if th.logprobs.shape[-1] else z,
+                      top_thought_share=torch.tensor(top_thought_share(th.tokens, dw, pos)))
 
 
 # %% ../nbs/05_quietstar.ipynb #58ce5265
+def text_nll(lm, base_hidden:torch.Tensor, # (B, L, D) the text pass of the replay
+             input_ids:torch.Tensor, attention_mask:torch.Tensor,
+             marks:ThoughtMarks|None=None) -> torch.Tensor: # the thought markers: text never predicts them (their rows are out of the softmax)
+    "04b's `next_token_loss` (every real next token of the window, weight 1), from the replay's text pass in row chunks."
+    D = base_hidden.shape[-1]
+    m = (attention_mask[:, 1:] * attention_mask[:, :-1]).bool()  # (B, L-1)
+    lp = token_logprobs(lm, base_hidden[:, :-1].reshape(-1, D), input_ids[:, 1:].reshape(-1), marks).view(m.shape)
+    return masked_mean(-lp, m)
+
+def label_positions(input_ids:torch.Tensor, tok, types:tuple=("twohop",)) -> tuple[torch.Tensor, torch.Tensor]:
+    "The oracle placement: the slot before every token of `types` (01's `twohop_anchors`), (B, P) positions and (B, P) real. Labels: for controls and scoring only."
+    from ntp_rl.data import twohop_labels, twohop_anchors
+    pos, real = twohop_anchors(twohop_labels(input_ids.cpu(), tok), types)
+    return pos.to(input_ids.device), real.to(input_ids.device)
+
+def enumerate_thoughts(marks:ThoughtMarks, B:int, P:int, device=None) -> torch.Tensor: # (B, V_a, P, 3)
+    "Every one-token thought [START, z, END] of the allowed alphabet at each of P positions (what the marginal estimator sums over)."
+    check(bool(marks.allowed), "enumerating thoughts needs an alphabet: set thought_vocab")
+    z = torch.tensor(sorted(marks.allowed), device=device)  # (V_a,)
+    t = torch.stack([torch.full_like(z, marks.start), z, torch.full_like(z, marks.end)], -1)  # (V_a, 3)
+    return t[None, :, None].expand(B, -1, P, -1).contiguous()
+
+def intermediate_thoughts(input_ids:torch.Tensor, tok, positions:torch.Tensor, marks:ThoughtMarks) -> torch.Tensor: # (B, 1, P, 3)
+    "The true intermediate π(c) as the thought before each two-hop answer (the supervised control; labels, never a learner's input)."
+    from ntp_rl.data import twohop_labels
+    inter = twohop_labels(input_ids.cpu(), tok).intermediate.to(input_ids.device).gather(1, positions + 1)  # (B, P)
+    z = torch.where(inter >= 0, inter, marks.start)  # padding slots: any token (they are masked)
+    return torch.stack([torch.full_like(z, marks.start), z, torch.full_like(z, marks.end)], -1)[:, None]
+
 class QuietStarObjective(Objective):
-    "Quiet-STaR for the trainer: sample K thoughts everywhere (no grad), replay them with gradient, score, loss."
+    "Quiet-STaR for the trainer: K thoughts at the placement's positions (no grad), replayed with gradient, scored, and learned by the chosen estimator."
     Config = QuietStarConfig
     def __init__(self, cfg:QuietStarConfig, tok):
         super().__init__(cfg, tok)
@@ -151,38 +282,65 @@ class QuietStarObjective(Objective):
         "The mixing head at `objective_lr`; the START/END embeddings at `lr × marker_lr_scale`."
         return [dict(params=list(self.head.parameters()), lr=objective_lr),
                 dict(params=list(self.markers.parameters()), lr=lr * self.cfg.marker_lr_scale)]
-    def _positions(self, batch):
-        B, L = batch["input_ids"].shape
+    def positions(self, lm, batch) -> tuple[torch.Tensor|None, torch.Tensor|None]:
+        "Where to think in this batch: (B, P) positions and real mask (None, None: every position)."
+        ids = batch["input_ids"]
+        if self.cfg.placement == "twohop": return label_positions(ids, self.tok)
+        B, L = ids.shape
         n = self.cfg.n_positions
-        if not n or n >= L: return None
+        if not n or n >= L: return None, None
         g = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, ()).item()))  # follows the global (resumable) RNG
-        return torch.stack([torch.randperm(L, generator=g)[:n].sort().values for _ in range(B)]).to(batch["input_ids"].device)
+        return torch.stack([torch.randperm(L, generator=g)[:n].sort().values for _ in range(B)]).to(ids.device), None
+    def replay_config(self, K:int) -> ThoughtConfig:
+        "The `ThoughtConfig` thoughts are replayed with: K of them, log π at the policy's temperature (also for proposed ones)."
+        c = self.tcfg
+        return dataclasses.replace(c, n_thoughts=K, temperature=self.cfg.temperature,
+                                   logprob_temperature=c.policy_temperature)
     def rollout(self, lm, batch):
-        pos = self._positions(batch)
+        "The thoughts to replay (no gradient) at the placement's positions: sampled, proposed, enumerated, the true one, or filler."
+        return self.thoughts_at(lm, batch, *self.positions(lm, batch))
+    def thoughts_at(self, lm, batch, pos:torch.Tensor|None, real:torch.Tensor|None) -> dict:
+        "The rollout at given positions: tokens (B, K, P, T) as the estimator needs them, and log q for proposals."
+        ids, am = batch["input_ids"], batch["attention_mask"]
+        B, L = ids.shape
+        P = L if pos is None else pos.shape[1]
+        out = dict(positions=pos, real=real, logq=None)
         if self.cfg.thought_source == "filler":
-            B, L = batch["input_ids"].shape
-            P = L if pos is None else pos.shape[1]
-            tokens = torch.full((B, self.tcfg.K, P, self.tcfg.T), self.filler, dtype=torch.long, device=batch["input_ids"].device)
+            tokens = torch.full((B, self.tcfg.K, P, self.tcfg.T), self.filler, dtype=torch.long, device=ids.device)
             tokens[..., 0], tokens[..., -1] = self.marks.start, self.marks.end
-            return dict(tokens=tokens, positions=pos)
-        th = sample_thought_tokens(lm, batch["input_ids"], batch["attention_mask"], self.tcfg, self.marks, positions=pos)[0]
-        return dict(tokens=th, positions=pos)
+            return out | dict(tokens=tokens)
+        est = self.cfg.estimator
+        if est == "marginal": return out | dict(tokens=enumerate_thoughts(self.marks, B, P, ids.device))
+        if est == "supervised": return out | dict(tokens=intermediate_thoughts(ids, self.tok, pos, self.marks))
+        if est == "posterior":  # proposals from π flattened to the proposal temperature; log q at that temperature
+            q = dataclasses.replace(self.tcfg, temperature=self.cfg.proposal_temperature, logprob_temperature=0.0)
+            tokens, logq = sample_thought_tokens(lm, ids, am, q, self.marks, positions=pos)
+            return out | dict(tokens=tokens, logq=logq.sum(-1))
+        return out | dict(tokens=sample_thought_tokens(lm, ids, am, self.tcfg, self.marks, positions=pos)[0])
     def _baseline(self):
         s, n = self.reward_ema
         return s / n if n > 0 else None
+    def replay(self, lm, batch, rollout) -> Thoughts:
+        "The rollout's thoughts recomputed with gradient (04's `thought_forward`)."
+        tokens = rollout["tokens"]
+        return thought_forward(lm, batch["input_ids"], batch["attention_mask"], tokens, self.replay_config(tokens.shape[1]),
+                               self.marks, self.head, positions=rollout["positions"])
     def loss(self, lm, batch, rollout):
-        th = thought_forward(lm, batch["input_ids"], batch["attention_mask"], rollout["tokens"], self.tcfg, self.marks,
-                             self.head, positions=rollout["positions"])
+        return self.score(lm, batch, rollout, self.replay(lm, batch, rollout))
+    def score(self, lm, batch, rollout, th:Thoughts):
+        "The loss and its parts for replayed thoughts `th`."
+        ids, am = batch["input_ids"], batch["attention_mask"]
+        nll_text = text_nll(lm, th.base_hidden, ids, am, self.marks)  # the ntp arm's term, on the same text pass
         base = None
-        if self.tcfg.K == 1 and self.cfg.thought_source == "sampled":
-            r = lookahead_reward(th.lookahead_logprobs.detach(), th.base_logprobs.detach(), th.valid)  # (B, 1, P)
+        if self.tcfg.K == 1 and self.cfg.thought_source == "sampled" and self.cfg.estimator == "reinforce":
+            r = thought_gain(th.lookahead_logprobs.detach(), th.base_logprobs.detach(), th.valid)  # (B, 1, P)
             r_mean = masked_mean(r, th.valid[:, None, :, 0])
             base = self._baseline()
             if base is None: base = r_mean  # first step: this batch's mean (a constant over its P positions)
             with torch.no_grad():
                 d = self.cfg.baseline_decay
                 self.reward_ema.copy_(torch.stack([d * self.reward_ema[0] + r_mean, d * self.reward_ema[1] + 1]))
-        return quietstar_loss(th, self.cfg, base)
+        return quietstar_loss(th, self.cfg, nll_text, base, rollout["real"], rollout["logq"])
     def save_extras(self, lm, path:Path):
         "The trained model as a thinking-model folder (model with the learned markers, tokenizer, mixing head, thought config)."
         self.markers.write_to(lm)

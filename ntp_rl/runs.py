@@ -14,7 +14,7 @@ from .core import *
 __all__ = ['MAX_RUNS', 'BATCH_KEYS', 'RUN_BUSY', 'NbParam', 'notebook_parameters', 'check_parameters', 'parse_parameter',
            'run_tag', 'expand_sweep', 'SlurmConfig', 'slurm_config', 'Run', 'project_root', 'Batch', 'load_batch',
            'is_main_process', 'run_folder', 'save_metrics', 'RunResult', 'prepare_run', 'kernel_config', 'execute_run',
-           'run_batch', 'slurm_script', 'submit_slurm', 'run_main', 'collect_metrics', 'plot_metrics',
+           'run_batch', 'launch_lines', 'slurm_script', 'submit_slurm', 'run_main', 'collect_metrics', 'plot_metrics',
            'save_collection', 'main_job']
 
 # %% ../nbs/09_runs.ipynb #8588aa8f
@@ -166,6 +166,8 @@ class SlurmConfig:
     env: dict = field(default_factory=dict) # extra environment variables, e.g. {HF_HOME: /scratch/hf}
     sbatch_args: list = field(default_factory=list) # any other #SBATCH options, e.g. [--constraint=a100]
     job_name: str = "ntp_rl" # --job-name
+    nodes: int = 1 # nodes per run (`gpus` on each); more than 1: one `accelerate launch` per node through `srun`
+    launch_config: str = "" # accelerate config for runs of several processes, e.g. configs/accelerate/fsdp_8gpu.yaml; "": DDP
     def __post_init__(self):
         check_fields(self)
         check(isinstance(self.gpus, int) and self.gpus >= 0, f"slurm.gpus={self.gpus!r}; use a whole number of GPUs (0 for CPU runs)")
@@ -176,6 +178,9 @@ class SlurmConfig:
         check(self.max_parallel is None or self.max_parallel >= 1, f"slurm.max_parallel={self.max_parallel}; use a positive number or leave it out")
         check(isinstance(self.modules, list) and isinstance(self.sbatch_args, list) and isinstance(self.env, dict),
               "slurm.modules and slurm.sbatch_args are lists, slurm.env a mapping")
+        check(isinstance(self.nodes, int) and self.nodes >= 1, f"slurm.nodes={self.nodes!r}; use a whole number of nodes (1 or more)")
+        check(re.fullmatch(r"[\w./-]*", self.launch_config) is not None, f"slurm.launch_config={self.launch_config!r}; give the "
+              "path of an accelerate config file (letters, digits, . _ - /), e.g. configs/accelerate/fsdp_8gpu.yaml")
         # every value the script holds: one line of text each (a newline would add a command and end the #SBATCH block)
         for f in ("partition", "account", "qos", "job_name", "activate"):
             if getattr(self, f) is not None: safe_value(getattr(self, f), f"slurm.{f}")
@@ -384,6 +389,26 @@ def run_batch(batch:Batch, # from `load_batch`
                 if not res.ok: bar.write(f"FAILED {d.name}: {res.error}", file=sys.stderr)
     return results
 
+# %% ../nbs/09_runs.ipynb #baa2aa3b
+def launch_lines(cfg:SlurmConfig, # its nodes, gpus (per node) and launch_config
+                 execute:str, # what each process runs, e.g. ntp_rl_run --execute "$RUN"
+                ) -> list[str]:
+    "The shell lines that start `execute` in every process of one run: as is, under `accelerate launch`, or once per node through `srun`."
+    per_node = max(cfg.gpus, 1)
+    if cfg.nodes == 1 and per_node == 1: return [execute]
+    how = f"--config_file {cfg.launch_config}" if cfg.launch_config else "--multi_gpu"
+    if cfg.nodes == 1:
+        return [f"accelerate launch --no_python {how} --num_machines 1 --num_processes {per_node} "
+                f"--main_process_port $((29500 + SLURM_ARRAY_TASK_ID % 1000)) {execute}"]
+    # the first node hosts the rendezvous; sed reads every line (head would leave scontrol a SIGPIPE, fatal under pipefail)
+    return ['MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | sed -n 1p)"',
+            'MASTER_PORT="${MASTER_PORT:-$((29500 + SLURM_ARRAY_TASK_ID % 1000))}"',
+            "export MASTER_ADDR MASTER_PORT RUN",
+            f"srun --kill-on-bad-exit=1 --ntasks-per-node=1 bash -c 'accelerate launch --no_python {how} "
+            f"--num_machines $SLURM_NNODES --machine_rank $SLURM_NODEID --num_processes $(({per_node} * SLURM_NNODES)) "
+            f"--main_process_ip $MASTER_ADDR --main_process_port $MASTER_PORT {execute}'"]
+
+
 # %% ../nbs/09_runs.ipynb #5d58e117
 def slurm_script(run_dirs:list[Path], # folders made by `prepare_run`, one array task each
                  cfg:SlurmConfig, # resources and environment
@@ -398,12 +423,10 @@ def slurm_script(run_dirs:list[Path], # folders made by `prepare_run`, one array
           f"--output={q(safe_value(Path(log_dir)/'%A_%a.out', 'the log folder'))}", "--ntasks=1", f"--cpus-per-task={cfg.cpus}",
           f"--mem={cfg.mem}", f"--time={cfg.time}"]
     sb += [f"--{k}={q(v)}" for k, v in (("partition", cfg.partition), ("account", cfg.account), ("qos", cfg.qos)) if v]
+    if cfg.nodes > 1: i = sb.index("--ntasks=1"); sb[i:i+1] = [f"--nodes={cfg.nodes}", "--ntasks-per-node=1"]  # one task (launcher) per node
     if cfg.gpus: sb.append(f"--gres=gpu:{cfg.gpus}")
     sb += [q(a) for a in cfg.sbatch_args]
     execute = "ntp_rl_run --execute \"$RUN\"" + (f" --timeout {timeout}" if timeout else "")
-    if cfg.gpus > 1:
-        execute = (f"accelerate launch --no_python --multi_gpu --num_machines 1 --num_processes {cfg.gpus} "
-                   f"--main_process_port $((29500 + SLURM_ARRAY_TASK_ID % 1000)) {execute}")
     lines = ["#!/bin/bash", *[f"#SBATCH {a}" for a in sb],
              f"# written by ntp_rl_run on {datetime.datetime.now():%Y-%m-%d %H:%M}: {n} run(s), one per array task",
              "set -euo pipefail", f"cd {q(safe_value(root, 'the repository root'))}",
@@ -414,7 +437,7 @@ def slurm_script(run_dirs:list[Path], # folders made by `prepare_run`, one array
              "RUNS=(", *[f"  {q(safe_value(d, 'a run folder'))}" for d in run_dirs], ")",
              'RUN="${RUNS[$SLURM_ARRAY_TASK_ID]}"',
              'echo "task $SLURM_ARRAY_TASK_ID on $(hostname): $RUN"',
-             execute]
+             *launch_lines(cfg, execute)]
     return "\n".join(lines) + "\n"
 
 # %% ../nbs/09_runs.ipynb #c9680ec0

@@ -17,10 +17,12 @@ from .data import *
 from .objective import *
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'PRECISIONS', 'RESUME_FREE', 'CKPT', 'CHECKSUMS', 'TrainConfig', 'config_to_dict', 'parse_overrides',
-           'load_train_config', 'TrainModule', 'BatchStream', 'checkpoints', 'latest_checkpoint', 'checkpoint_state',
-           'write_checksums', 'resume_hint', 'verify_checkpoint', 'load_checkpoint', 'Trainer', 'train', 'read_metrics',
-           'CurriculumConfig', 'run_curriculum', 'load_curriculum']
+__all__ = ['SCHEDULES', 'PRECISIONS', 'RESUME_FREE', 'CKPT', 'CHECKSUMS', 'COLLAPSE_SHARE', 'TrainConfig', 'config_to_dict',
+           'parse_overrides', 'load_train_config', 'TrainModule', 'BatchStream', 'shard_cpu_processes',
+           'check_sharding', 'gathered', 'whole_on_main', 'fill_deepspeed', 'checkpoints', 'latest_checkpoint',
+           'checkpoint_state', 'write_checksums', 'resume_hint', 'verify_checkpoint', 'load_checkpoint',
+           'collapse_warning', 'Trainer', 'train', 'read_metrics', 'CurriculumConfig', 'run_curriculum',
+           'load_curriculum']
 
 # %% ../nbs/07_trainer.ipynb #a9a3b1b2
 SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine")
@@ -161,6 +163,11 @@ class TrainModule(nn.Module):
     def __init__(self, lm:nn.Module, objective:Objective):
         super().__init__()
         self.lm, self.objective = lm, objective
+    @property
+    def _no_split_modules(self): return getattr(self.lm, "_no_split_modules", None) # FSDP's wrap unit: the LM's decoder layer
+    def tie_weights(self):
+        "Re-tie the LM's embeddings (accelerate's FSDP loading calls this on the top module after moving weights)."
+        if hasattr(self.lm, "tie_weights"): self.lm.tie_weights()
     def forward(self, input_ids, attention_mask):
         return self.objective(self.lm, dict(input_ids=input_ids, attention_mask=attention_mask))
 
@@ -181,6 +188,71 @@ class BatchStream:
         b = next(iter_batches(self.windows, self.bs * self.world, seed=self.seed + self.epoch, start=self.index))
         self.index += 1
         return {k: v[self.rank * self.bs:(self.rank + 1) * self.bs] for k, v in b.items()}
+
+# %% ../nbs/07_trainer.ipynb #2be9529f
+def shard_cpu_processes(acc) -> bool:
+    "Run accelerate's FSDP path on CPU processes when the launch config asks for FSDP (accelerate 1.15 ignores it there)."
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+    if acc.distributed_type != DistributedType.MULTI_CPU or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true":
+        return False
+    plugin = FullyShardedDataParallelPlugin()  # read from the launch config's environment, as accelerate does on GPUs
+    check(plugin.fsdp_version == 2, f"fsdp_version={plugin.fsdp_version}; ntp_rl shards with FSDP2: set fsdp_version: 2 in "
+          "the accelerate config (configs/accelerate/fsdp_cpu.yaml)")
+    if acc.mixed_precision != "no": plugin.set_mixed_precision(acc.mixed_precision)
+    acc.state.fsdp_plugin = plugin
+    # both shared states, as accelerate's own FSDP set-up does: a later AcceleratorState() copies PartialState's over its own
+    acc.state.distributed_type = PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+    return True
+
+def check_sharding(module:nn.Module, acc):
+    "Refuse, before any work, an FSDP set-up that accelerate 1.15 would fail on part-way through `prepare`."
+    if acc.distributed_type != "FSDP": return
+    persistent = [n for n, _ in module.named_buffers() if n in module.state_dict()]
+    check(not (acc.state.fsdp_plugin.cpu_ram_efficient_loading and persistent),
+          f"fsdp_cpu_ram_efficient_loading: true cannot load this model's buffers ({', '.join(persistent[:3])}): accelerate 1.15 "
+          "broadcasts every state-dict entry as a sharded parameter; set fsdp_cpu_ram_efficient_loading: false in the accelerate config")
+
+def _fsdp_units(module:nn.Module) -> list:
+    from torch.distributed.fsdp import FSDPModule
+    return [m for m in module.modules() if isinstance(m, FSDPModule)]
+
+@contextlib.contextmanager
+def gathered(module:nn.Module):
+    "Every FSDP2 unit of `module` unsharded on every process (a collective: all processes enter), for a forward outside `module.forward`."
+    units = _fsdp_units(module)
+    for u in units: u.unshard()
+    try: yield module
+    finally:
+        for u in units: u.reshard()
+
+@contextlib.contextmanager
+def whole_on_main(module:nn.Module, is_main:bool):
+    "`module` with full, plain parameters on the main process (gathered from the FSDP2 shards; all processes enter); as is without FSDP."
+    if not _fsdp_units(module):
+        yield module; return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    full = get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))  # on the main process
+    swapped = []
+    if is_main:
+        whole = {id(p): nn.Parameter(full[n], requires_grad=p.requires_grad) for n, p in module.named_parameters()}
+        for m in module.modules():  # tied parameters appear under several modules: each gets the same full tensor
+            for k, p in list(m._parameters.items()):
+                if p is not None and id(p) in whole: swapped.append((m, k, p)); m._parameters[k] = whole[id(p)]
+    try: yield module
+    finally:
+        for m, k, p in swapped: m._parameters[k] = p
+
+
+# %% ../nbs/07_trainer.ipynb #f12b2528
+def fill_deepspeed(acc, cfg:TrainConfig):
+    "Give DeepSpeed the per-process batch (`data.batch_size`) that accelerate would read from a dataloader; refuse accumulation."
+    if acc.distributed_type != "DEEPSPEED": return
+    check(cfg.grad_accum == 1, f"grad_accum={cfg.grad_accum} under DeepSpeed: the trainer steps the optimiser itself and DeepSpeed "
+          "steps inside backward; use grad_accum=1 (a larger data.batch_size, or more processes) with DeepSpeed")
+    plugin = acc.state.deepspeed_plugin
+    if plugin.is_auto("train_micro_batch_size_per_gpu"): plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.data.batch_size
+
 
 # %% ../nbs/07_trainer.ipynb #bd94f6c1
 CKPT = re.compile(r"^checkpoint-(\d+)$")
@@ -291,6 +363,17 @@ class _Logs:
     def close(self):
         if self.tb: self.tb.close()
 
+# %% ../nbs/07_trainer.ipynb #831be426
+COLLAPSE_SHARE = 0.9 # the share of the most common thought above which a run with no gain has collapsed
+
+def collapse_warning(metrics:dict, # one step's logged metrics (a thinking objective logs top_thought_share and reward_mean)
+                     step:int) -> str|None:
+    "One line when thoughts have collapsed (one thought everywhere, and it buys nothing), else None."
+    share, gain = metrics.get("top_thought_share"), metrics.get("reward_mean")
+    if share is None or gain is None or share <= COLLAPSE_SHARE or gain > 0: return None
+    return (f"ntp_rl: warning: thoughts collapsed at step {step}: one thought holds {share:.0%} of the thinking positions and "
+            f"the mean gain is {gain:.3f} nats; try estimator=marginal/filtered/posterior or a placement where thoughts can pay")
+
 # %% ../nbs/07_trainer.ipynb #97c84fff
 class Trainer:
     "Runs a `TrainConfig` with `accelerate`: `Trainer(cfg).run()`; resumable, distributed, logged."
@@ -311,6 +394,7 @@ class Trainer:
         # (accelerate's default advances the schedule num_processes times per step)
         self.acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cpu, step_scheduler_with_optimizer=False,
                                kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+        shard_cpu_processes(self.acc)  # an FSDP launch config on CPU processes takes accelerate's FSDP path, as on GPUs
         self.out = check_writable(cfg.out_dir)
         if self.acc.is_main_process:  # out_dir is this run's until it ends: a second run fails here at once, naming our pid
             self._holding = bool(lock_folder(self.out, "training", "wait for it to finish, or choose another out_dir"))
@@ -339,6 +423,7 @@ class Trainer:
         opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=cfg.weight_decay, betas=cfg.adam_betas)
         from transformers import get_scheduler
         sched = get_scheduler(cfg.schedule, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.max_steps)
+        check_sharding(module, self.acc); fill_deepspeed(self.acc, cfg)
         self.module, self.opt, self.sched = self.acc.prepare(module, opt, sched)
         splits = load_windows(cfg.data, self.tok, max_context=model_context(lm), docs=docs)
         self.val = splits.get("val")
@@ -380,6 +465,7 @@ class Trainer:
             new = _flat(config_to_dict(self.cfg))
             diff = {k: (old[k], new[k]) for k in sorted(set(old) & set(new)) if old[k] != new[k]}  # fields both versions know
             bad = {k: v for k, v in diff.items() if k not in RESUME_FREE}
+            if self._same_global_batch(ckpt, st, old): bad.pop("data.batch_size", None)
             if bad:
                 raise NtpRlError(f"resume: {ckpt.name} was trained with " + ", ".join(f"{k}={a!r} (requested {b!r})" for k, (a, b) in bad.items())
                                  + "; a resumed run keeps its settings (the optimiser and schedule come from the checkpoint): drop "
@@ -395,6 +481,24 @@ class Trainer:
             raise NtpRlError(f"resume: {ckpt.name} is at step {st['step']}, past max_steps={self.cfg.max_steps}; give max_steps "
                              f">= {st['step']} (or resume from an earlier checkpoint)")
         verify_checkpoint(ckpt)  # every file as it was saved, before the model is even loaded
+
+    def _same_global_batch(self, ckpt:Path, st:dict, old:dict) -> bool:
+        "Whether a resume on another number of processes keeps the global batch (and so the data order); refuses one that does not."
+        sharded, fsdp = any(ckpt.glob("pytorch_model_fsdp_*")), self.acc.distributed_type == "FSDP"
+        if sharded and not fsdp:
+            raise NtpRlError(f"resume: {ckpt.name} is a sharded (FSDP) checkpoint and this run is not under FSDP; resume it under an "
+                             "FSDP launch config, on any number of processes (accelerate launch --config_file "
+                             "configs/accelerate/fsdp_cpu.yaml --num_processes 1 ... on CPUs)")
+        if fsdp and not sharded:
+            raise NtpRlError(f"resume: {ckpt.name} is an unsharded checkpoint and this run is under FSDP; resume it without FSDP, "
+                             f"or start a new FSDP run from its weights with init_from={ckpt} and another out_dir")
+        n_old, n, bs_old = st.get("processes"), self.acc.num_processes, old.get("data.batch_size")
+        if not n_old or not bs_old or n_old == n: return False
+        want = bs_old * n_old
+        if want == self.cfg.data.batch_size * n: return True
+        raise NtpRlError(f"resume: {ckpt.name} was trained on {n_old} processes x data.batch_size={bs_old} (a global batch of "
+                         f"{want}); on {n} processes " + (f"give data.batch_size={want // n}" if want % n == 0 else
+                         f"no whole data.batch_size gives {want}: resume on a number of processes that divides it"))
 
     def _load(self, ckpt:Path):
         load_checkpoint(self.acc, ckpt)
@@ -416,7 +520,7 @@ class Trainer:
 
     def _check_finite(self):
         "Refuse to save weights that are not finite (an infinite lr, an overflow): the last checkpoint stays the last good one."
-        params = [p for p in self.acc.unwrap_model(self.module).parameters()]
+        params = [p.to_local() if hasattr(p, "to_local") else p for p in self.acc.unwrap_model(self.module).parameters()]  # FSDP: this process's shard
         n_bad = sum(int(not torch.isfinite(p).all()) for p in params)
         if self.acc.reduce(torch.tensor(float(n_bad), device=self.acc.device), "sum").item() > 0:
             raise NtpRlError(f"{n_bad} weight tensor(s) are not finite after step {self.step}; stopped without saving. Last good "
@@ -438,10 +542,11 @@ class Trainer:
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
             (tmp/"trainer_state.json").write_text(json.dumps(dict(step=self.step, data=self.stream.state(), inputs=self.inputs,
-                                                                  history=self.history)))
+                                                                  history=self.history, processes=self.acc.num_processes)))
             (tmp/"config.yaml").write_text(yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False))
-            m = self.acc.unwrap_model(self.module)
-            m.objective.save_extras(m.lm, tmp/"model")
+        with whole_on_main(self.acc.unwrap_model(self.module), self.acc.is_main_process) as m:
+            if self.acc.is_main_process: m.objective.save_extras(m.lm, tmp/"model")
+        if self.acc.is_main_process:
             write_checksums(tmp)  # last: it covers every file above
             if final.exists(): shutil.rmtree(final)
             os.rename(tmp, final)
@@ -453,10 +558,10 @@ class Trainer:
     def evaluate(self) -> dict:
         "Validation NLL of the plain model on the first `eval_windows` validation windows."
         if self.val is None: return {}
-        lm = self.acc.unwrap_model(self.module).lm
-        lm.eval()
-        nll = windows_nll(lm, self.val[:self.cfg.eval_windows], self.cfg.data.batch_size)
-        lm.train()
+        with gathered(self.acc.unwrap_model(self.module)) as m:  # every process evaluates: FSDP's gathers are collectives
+            m.lm.eval()
+            nll = windows_nll(m.lm, self.val[:self.cfg.eval_windows], self.cfg.data.batch_size)
+            m.lm.train()
         return dict(val_nll=nll)
 
     def train_step(self) -> dict:
@@ -507,15 +612,16 @@ class Trainer:
         if main and logs.dropped and self.history and "set_aside" in self.history[-1]:  # keep the abandoned branch's metrics with it
             atomic_write(Path(self.history[-1]["set_aside"][0]).parent/"metrics.jsonl", "".join(l + "\n" for l in logs.dropped))
         bar = tqdm(total=c.max_steps, initial=self.step, desc=f"train {c.objective}", disable=not main)
-        saved = False
+        saved, warned = False, None
         try:
             while self.step < c.max_steps:
                 m = self.train_step()
                 if c.eval_every and self.step % c.eval_every == 0: m.update(self.evaluate())
                 if self.step % c.log_every == 0 or self.step == c.max_steps: logs.write(self.step, m)
+                if main and not warned and (warned := collapse_warning(m, self.step)): bar.write(warned, file=sys.stderr)
                 bar.update(1); bar.set_postfix({k: f"{m[k]:.3g}" for k in ("loss", "reward_mean", "mix_weight") if k in m})
                 if self.step % c.save_every == 0 or self.step == c.max_steps: self.save(); saved = True
-            final = self.evaluate() if main else {}
+            final = self.evaluate()
             if final: logs.write(self.step, final)
         except BaseException:
             bar.leave = False  # the error line is all that stays on the terminal

@@ -19,11 +19,11 @@ from .trainer import TrainConfig, train, read_metrics
 from .viewer import render_page
 
 # %% auto #0
-__all__ = ['TWOHOP_MODEL', 'TWOHOP_INITS', 'ANCHOR_TYPES', 'THOUGHT_KINDS', 'PLACEMENTS', 'TwohopModelConfig', 'induction_init',
+__all__ = ['TWOHOP_MODEL', 'TWOHOP_INITS', 'TWOHOP_BUILDS', 'THOUGHT_KINDS', 'PLACEMENTS', 'TwohopModelConfig', 'induction_init',
            'init_twohop_model', 'twohop_train_config', 'build_twohop_model', 'prepare_twohop_model',
-           'twohop_eval_windows', 'position_nll', 'type_summary', 'twohop_anchors', 'oracle_thoughts', 'thought_nll',
-           'twohop_page', 'placement_mask', 'placement_row', 'placement_curve', 'fit_oracle_values',
-           'horizon_decisions', 'oracle_horizons', 'scan_horizons', 'horizon_scan']
+           'twohop_eval_windows', 'position_nll', 'type_summary', 'oracle_thoughts', 'thought_nll', 'twohop_page',
+           'placement_mask', 'placement_row', 'placement_curve', 'fit_oracle_values', 'horizon_decisions',
+           'oracle_horizons', 'scan_horizons', 'horizon_scan']
 
 # %% ../nbs/07a_twohop.ipynb #1bf4bb4d
 TWOHOP_MODEL = "twohop-llama" # the built-in name (core's BUILT_MODELS maps it to its prepare command)
@@ -58,7 +58,7 @@ class TwohopModelConfig:
     def task(self) -> TwohopConfig: return TWOHOP_MIXES[self.corpus] # the sequences it is pretrained on
     def tokenizer(self):
         "`twohop_tokenizer` of the task's alphabet (and digits, with two-token answers)."
-        return twohop_tokenizer(self.task.n_symbols, len(self.task.digits))
+        return twohop_tokenizer(self.task.n_symbols, len(self.task.digits), (TWOHOP_READ,) if self.task.warm_start == "reader" else ())
 
 # %% ../nbs/07a_twohop.ipynb #9e067e08
 def induction_init(model, tok, cfg:TwohopModelConfig=TwohopModelConfig(),
@@ -142,11 +142,17 @@ def build_twohop_model(dest:str|Path, cfg:TwohopModelConfig=TwohopModelConfig(),
     shutil.rmtree(work)
     return dest
 
-def prepare_twohop_model(cfg:TwohopModelConfig|None=None) -> Path:
-    "Build `twohop-llama` into `$NTP_RL_CACHE/twohop-llama` once (atomically); later calls return the folder at once."
-    dest = built_model_dir(TWOHOP_MODEL)
-    if not dest.exists(): print(f"ntp_rl: training {TWOHOP_MODEL} from scratch into {dest} (once)", file=sys.stderr)
-    return build_atomically(dest, lambda tmp: build_twohop_model(tmp, cfg or TwohopModelConfig()))
+TWOHOP_BUILDS = { # the named builds (core's BUILT_MODELS): what each is pretrained on
+    TWOHOP_MODEL: TwohopModelConfig(), # thoughts seeded: π(c) inside every two-hop thought of the warm start
+    "twohop-fair": TwohopModelConfig(corpus="twohop-pretrain-fair"), # discovery: reads thoughts in F segments, never shown one in a query
+}
+
+def prepare_twohop_model(cfg:TwohopModelConfig|None=None, name:str=TWOHOP_MODEL) -> Path:
+    "Build the named two-hop model (`TWOHOP_BUILDS`) into `$NTP_RL_CACHE/<name>` once (atomically); later calls return the folder at once."
+    check(name in TWOHOP_BUILDS, f"no two-hop build named {name!r}; use one of: {', '.join(TWOHOP_BUILDS)}")
+    dest = built_model_dir(name)
+    if not dest.exists(): print(f"ntp_rl: training {name} from scratch into {dest} (once, about 3 minutes)", file=sys.stderr)
+    return build_atomically(dest, lambda tmp: build_twohop_model(tmp, cfg or TWOHOP_BUILDS[name]))
 
 # %% ../nbs/07a_twohop.ipynb #36d5bbb0
 def twohop_eval_windows(tok, n_docs:int=256, # held-out sequences: full tables, no thoughts
@@ -185,21 +191,7 @@ def type_summary(df:pd.DataFrame, value:str="nll", n_boot:int=1000, seed:int=0) 
     return pd.DataFrame(out).set_index("type").reindex([t for t in TWOHOP_TYPES if t in set(df.type)])
 
 # %% ../nbs/07a_twohop.ipynb #32a39f42
-ANCHOR_TYPES = ("noise", "onehop", "twohop") # position types whose predictions thoughts are compared on
 THOUGHT_KINDS = ("oracle", "sampled", "filler") # what `thought_nll` puts in the thought slot
-
-def twohop_anchors(lab:TwohopLabels, types:tuple=ANCHOR_TYPES) -> tuple[torch.Tensor, torch.Tensor]:
-    "Positions to think after: t−1 for every token t of `types`, as (B, P) `positions` padded by repetition and a (B, P) `valid` mask."
-    sel = torch.zeros_like(lab.types, dtype=torch.bool)
-    for t in types: sel |= lab.mask(t)
-    sel[:, 0] = False  # the first token has no position before it
-    P = max(int(sel.sum(1).max()), 1)
-    pos, ok = torch.zeros(len(sel), P, dtype=torch.long), torch.zeros(len(sel), P, dtype=torch.bool)
-    for b in range(len(sel)):
-        t = sel[b].nonzero()[:, 0]
-        pos[b, :len(t)], ok[b, :len(t)] = t - 1, True
-        if 0 < len(t) < P: pos[b, len(t):] = t[-1] - 1
-    return pos, ok
 
 def oracle_thoughts(lab:TwohopLabels, positions:torch.Tensor, # (B, P) from `twohop_anchors`
                     marks:ThoughtMarks, tok, seed:int=0) -> torch.Tensor: # (B, 1, P, 3)

@@ -1,10 +1,11 @@
 """Build the documentation site offline, without Quarto: `make docs` (= `python scripts/build_docs.py`).
 
-Quarto cannot be installed on the project machines (../shared/docs/environment.md §7), so this script does what
-`nbdev_proc_nbs` + `nbdev_docs` would, without Quarto:
+Quarto cannot be installed on the project machines, so this script does what `nbdev_proc_nbs` + `nbdev_docs` would,
+without Quarto. It talks to nbdev only through `scripts/nbdev_adapter.py`, which names the nbdev function behind each
+step (and says where, and why, it goes beyond nbdev's public API):
 
 1. **execute and process** each notebook of `nbs/` in its own process, into `_proc/`:
-   executed with nbdev's test machinery (execnb's `CaptureShell`, cells flagged `notest`/`gpu`/`slow` skipped: the
+   executed as `nbdev_test` executes it (execnb's `CaptureShell`, cells flagged `notest`/`gpu`/`slow` skipped: the
    same CI-sized run as `make test`), then passed through nbdev's own docs processors (`FilterDefaults`, what
    `nbdev_proc_nbs` applies: hidden cells dropped, `show_doc` signatures and docstrings added for every exported
    symbol, front matter in a raw cell), with the show_doc cells run in the notebook's own, already executed shell.
@@ -12,7 +13,8 @@ Quarto cannot be installed on the project machines (../shared/docs/environment.m
    result files), so a rebuild only redoes what changed. `--no-exec` renders the outputs committed in the notebooks
    (what a Quarto-built nbdev site shows; `make outputs` makes them), and `--exec-only NB ...` executes just those;
 2. **convert** each `_proc/` notebook with nbconvert's `HTMLExporter` (lab template) into `_docs/<output-file>`,
-   with the sidebar (Start here, Library, Experiments, Benchmarks; the same one `nbs/sidebar.yml` gives Quarto),
+   with the sidebar (Start here, Library, Experiments, Benchmarks; the same one `nbs/sidebar.yml` gives Quarto;
+   nbdev's `nbdev_sidebar` would list the top-level notebooks as one flat list, hence `custom_sidebar = True`),
    `#|` directive lines stripped, `echo: false` inputs and `include: false` cells removed, links between notebooks
    rewritten to the pages, images embedded, and every script or stylesheet that would come from a CDN removed: the
    pages fetch nothing from the network. Formulas (`$…$`, `$$…$$` in markdown) are typeset by KaTeX, taken from the
@@ -34,6 +36,9 @@ from multiprocessing import get_context
 from pathlib import Path
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import nbdev_adapter as adapter  # the one module that touches nbdev
+
 ROOT = Path(__file__).resolve().parents[1]
 NBS, PROC, DOCS = ROOT/"nbs", ROOT/"_proc", ROOT/"_docs"
 SECTIONS = ["Start here", "Library", "Experiments", "Benchmarks"]
@@ -50,15 +55,6 @@ class Page:
     order: float
     out: Path  # html path relative to _docs/
 
-def _title_cell(nb: dict) -> dict:
-    "Front matter of a source notebook, as nbdev reads it: `# title`, `> description`, `- key: value` lines."
-    from nbdev.frontmatter import _md2dict, _fm2dict
-    for c in nb["cells"]:
-        src = "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
-        if c["cell_type"] == "raw" and (d := _fm2dict(src)): return d
-        if c["cell_type"] == "markdown" and (d := _md2dict(src)): return d
-    return {}
-
 def section_of(rel: Path) -> str:
     "Sidebar section of a notebook (path relative to nbs/)."
     if rel.parts[0] in ("benchmarks", "benchmarks.ipynb"): return "Benchmarks"
@@ -67,15 +63,13 @@ def section_of(rel: Path) -> str:
 
 def discover(nbs: Path = NBS) -> list[Page]:
     "Every notebook nbdev would render (no `_`/`.` parts), in sidebar order: by section, then `order`, then file name."
-    from nbdev.doclinks import _nbpath2html
     pages = []
-    for p in sorted(nbs.rglob("*.ipynb")):
-        rel = p.relative_to(nbs)
-        if any(part.startswith(("_", ".")) for part in rel.parts): continue
-        fm = _title_cell(json.loads(p.read_text()))
+    for p in adapter.notebooks(nbs):
+        rel = p.resolve().relative_to(nbs.resolve())
+        fm = adapter.front_matter(p)
         order = fm.get("order", 0 if rel.name == "index.ipynb" and len(rel.parts) == 1 else float("inf"))
         pages.append(Page(rel, section_of(rel), str(fm.get("title", rel.stem)), str(fm.get("description", "")),
-                          float(order), _nbpath2html(rel)))
+                          float(order), adapter.page_path(rel, fm)))
     rank = {s: i for i, s in enumerate(SECTIONS)}
     return sorted(pages, key=lambda pg: (rank.get(pg.section, len(SECTIONS)), pg.section, pg.order, str(pg.src)))
 
@@ -114,77 +108,38 @@ def _results_hash() -> str:
                       if f.is_file() and f.suffix in (".json", ".png", ".yaml")]
     return _sha(*items)
 
-def _nbdev_procs(shell=None, show_docs: bool = True):
-    """nbdev's docs processors (`FilterDefaults`, what `nbdev_proc_nbs` applies). With `shell`, the show_doc cells are
-    run in that already-executed notebook's shell, instead of nbdev's fresh shell re-running every import and exported
-    cell: one process and one torch import per notebook, and a cell mixing imports with code that needs earlier
-    (non-import) cells does not break the build."""
-    from nbdev.processors import FilterDefaults, exec_show_docs, _show_docs
-    class show_docs_in_shell(exec_show_docs):
-        def begin(self):
-            self.k = shell
-            self.k.run_cell("from nbdev.showdoc import show_doc")
-        def __call__(self, cell):
-            if not getattr(self.nb, "has_docs_", None) or cell.cell_type != "code" or not cell.source: return
-            if getattr(cell, "has_sd", False) or _show_docs(cell.parsed_() or []):
-                self.k.cell(cell)
-                if self.k.exc: raise Exception(f"show_doc failed in cell {cell.idx_}:\n{cell.source}") from self.k.exc
-    class Procs(FilterDefaults):
-        def base_procs(self):
-            procs = [p for p in super().base_procs() if show_docs or p is not exec_show_docs]
-            return [show_docs_in_shell if p is exec_show_docs else p for p in procs] if shell else procs
-    return Procs()
-
 def _build_one(job: tuple) -> tuple:
-    """Execute one notebook like `nbdev_test` does (cells flagged with `tst_flags` skipped), then apply nbdev's docs
-    processors to it; runs in a fresh process. Returns (name, ok, seconds, error text)."""
+    """Execute one notebook as `nbdev_test` does (cells flagged with `tst_flags` skipped), then apply nbdev's docs
+    processors to it, the show_doc cells in the notebook's own shell; runs in a fresh process. Returns (name, ok,
+    seconds, error text)."""
     src, dst, skip_flags, run = job
     os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                       HF_DATASETS_OFFLINE="1", IN_TEST="1")
     os.environ.pop("MPLBACKEND", None)  # CaptureShell switches matplotlib to its inline backend: plots become outputs
     sys.path.insert(0, str(ROOT))
-    from execnb.nbio import read_nb, write_nb
-    from execnb.shell import CaptureShell
-    from fastcore.basics import str2bool
-    from fastcore.xtras import working_directory
-    from nbdev.process import NBProcessor, extract_directives
-    from nbdev.frontmatter import FrontmatterProc
     t0, err, k = time.time(), "", None
-    fm = getattr(NBProcessor(src, procs=FrontmatterProc, process=True).nb, "frontmatter_", {})
-    nb = read_nb(src)
-    if run and not str2bool(fm.get("skip_exec", False)):
-        for c in nb.cells: c.directives_ = extract_directives(c, remove=False)  # the processors still need them
-        def skip(cell):
-            if cell.cell_type != "code" or "nbdev_export" + "(" in cell.source: return True
-            d = cell.directives_ or {}
-            return d.get("eval:", [""])[0].lower() == "false" or bool(set(skip_flags) & d.keys())
+    if run:
         import torch; torch.set_num_threads(1)
-        k = CaptureShell(src)
-        try:
-            with working_directory(src.parent): k.run_all(nb, exc_stop=True, preproc=skip)
-        except Exception:
-            err = f"executing {src.relative_to(NBS)} failed:\n" + (k.prettytb(fname=src) if k.exc else traceback.format_exc())
-    try:
-        with working_directory(src.parent): _nbdev_procs(None if err else k)(nb)
+        nb, k, err = adapter.execute(src, skip_flags)
+        if err: err = f"executing {src.relative_to(NBS)} failed:\n" + err
+    else: nb = adapter.read_nb(src)
+    try: adapter.process(nb, src.parent, None if err else k)
     except Exception:
         err = err or (f"nbdev's docs processing of {src.relative_to(NBS)} failed (show_doc needs the notebook's symbols; "
                       "with --no-exec a cell mixing imports and code breaks it, see nbdev's FAQ):\n" + traceback.format_exc())
-        nb = read_nb(src)  # for --keep-going: the page without show_doc output, or failing that the raw notebook
-        try:
-            with working_directory(src.parent): _nbdev_procs(None, show_docs=False)(nb)
-        except Exception: nb = read_nb(src)
+        nb = adapter.read_nb(src)  # for --keep-going: the page without show_doc output, or failing that the raw notebook
+        try: adapter.process(nb, src.parent, show_docs=False)
+        except Exception: nb = adapter.read_nb(src)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    write_nb(nb, dst)
+    adapter.write_nb(nb, dst)
     return str(src), not err, time.time() - t0, err
 
 def execute_and_process(pages: list[Page], workers: int, run: bool = True, exec_only: tuple = ()) -> list[str]:
     """Step 1+2: each notebook → `_proc/<same path>` (executed, processed by nbdev), re-done only when the notebook,
     the library or settings (or, for result pages, the result files) changed since the last build. With `run=False`
     the stored outputs are rendered, except for the notebooks named in `exec_only` (paths relative to nbs/)."""
-    from nbdev.config import get_config
-    from nbdev.quarto import refresh_quarto_yml
-    refresh_quarto_yml()  # rewrites nbs/nbdev.yml from settings.ini, as nbdev_proc_nbs does
-    skip_flags = get_config().get("tst_flags", "").split()
+    adapter.refresh_quarto_yml()  # rewrites nbs/nbdev.yml from settings.ini, as nbdev_proc_nbs does
+    skip_flags = adapter.test_flags()
     keep = {PROC/pg.src for pg in pages}
     for f in PROC.rglob("*.ipynb") if PROC.exists() else []:
         if f not in keep: f.unlink()
@@ -227,7 +182,7 @@ _re_mdlink = re.compile(r"\[`([^`\]]+)`\]\([^)\s]+\)")
 _re_source = re.compile(r"\[source\]\(([^)\s]+)\)\{[^}]*\}")
 
 def _clean_showdoc_md(md: str) -> str:
-    "show_doc markdown: Quarto's `[source](url){attrs}` without the pandoc attributes; no doc links inside code blocks."
+    "show_doc markdown: Quarto's `[source](<url>){attrs}` without the pandoc attributes; no doc links inside code blocks."
     md = _re_source.sub(r"[source](\1)", md)  # styled by render(): a raw <a> here would lose its text in nbconvert
     return re.sub(r"```.*?```", lambda m: _re_mdlink.sub(r"\1", m.group(0)), md, flags=re.S)
 
@@ -239,15 +194,16 @@ def _without_progress():
     mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
     return mod.without_progress
 
+_re_front_matter = re.compile(r"^---\s*\n(.*?)\n---$", re.S)
+
 def clean_proc_nb(raw: dict) -> tuple[dict, dict]:
     "A `_proc` notebook → (valid nbformat dict ready for nbconvert, its front matter)."
     fm, cells, without_progress = {}, [], _without_progress()
     for c in raw["cells"]:
         c.pop("has_sd", None)  # nbdev 2.4's show_doc marker: not nbformat
         src = "".join(c.get("source") or [])
-        if c["cell_type"] == "raw" and not fm and src.strip().startswith("---"):
-            from nbdev.frontmatter import _fm2dict
-            fm = _fm2dict(src) or {}
+        if c["cell_type"] == "raw" and not fm and (m := _re_front_matter.match(src.strip())):
+            fm = yaml.safe_load(m.group(1)) or {}  # the YAML block nbdev's FrontmatterProc wrote
             continue
         tags = set()
         if c["cell_type"] == "code":
@@ -313,7 +269,7 @@ def sidebar_html(pages: list[Page], current: Page, title: str, description: str)
     return "".join(parts) + "</nav>"
 
 def fix_links(body: str, page: Page, by_src: dict, site_url: str) -> str:
-    "Rewrite links to notebooks (`x.ipynb`, `../nbs/x.ipynb`) and to the hosted site into relative links to pages."
+    "Rewrite links to notebooks (`<name>.ipynb`, `../nbs/<name>.ipynb`) and to the hosted site into relative links to pages."
     def repl(m):
         url = m.group(2)
         path, frag = (url.split("#", 1) + [""])[:2]
@@ -422,11 +378,10 @@ def copy_assets(out_dir: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------------------- main
 def build(out_dir: Path = DOCS, run: bool = True, workers: int = 2, keep_going: bool = False, exec_only: tuple = ()) -> int:
-    from nbdev.config import get_config
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))  # this checkout's ntp_rl, also in the processing workers (as nbdev_test does)
     t0 = time.time()
-    cfg = get_config()
+    cfg = adapter.config()
     site = dict(title=cfg.get("title", "ntp_rl"), description=cfg.get("description", ""),
                 url=(cfg.get("doc_host", "") + cfg.get("doc_baseurl", "")).rstrip("/") + "/")
     pages = discover()

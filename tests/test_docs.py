@@ -1,7 +1,9 @@
 """The documentation site: built offline by scripts/build_docs.py, then opened in a real browser (Debian's headless
 Chromium, driven over the DevTools protocol with websocket-client) to check what a reader sees.
-Without chromium the browser tests skip (scripts/install_chromium.sh installs it; `make test` runs that first)."""
-import base64, importlib.util, json, os, shutil, subprocess, sys, tempfile, time, urllib.request
+Without chromium the browser tests skip (scripts/install_chromium.sh installs it; `make test` runs that first).
+Without a browser: the sidebar, the _proc clean-up, and that every file the notebooks, scripts, benchmarks and README
+refer to is in the repository."""
+import ast, base64, importlib.util, io, json, os, re, shutil, subprocess, sys, tempfile, time, tokenize, urllib.request
 from pathlib import Path
 import pytest
 
@@ -36,7 +38,7 @@ def test_exec_only_names_real_notebooks(tmp_path):
     assert not list(tmp_path.iterdir())
 
 def test_proc_notebook_cleanup():
-    "The _proc quirks of environment.md §7: has_sd key, raw front matter, #| lines, echo: false, include: false."
+    "What nbdev 2.4 leaves in a _proc notebook that a page must not show: has_sd key, raw front matter, #| lines, echo: false, include: false."
     raw = {"nbformat": 4, "nbformat_minor": 5, "metadata": {"widgets": {}}, "cells": [
         {"cell_type": "raw", "metadata": {}, "source": "---\ntitle: core\ndescription: Configs\noutput-file: core.html\n---\n\n"},
         {"cell_type": "markdown", "metadata": {}, "source": "## Section"},
@@ -57,6 +59,128 @@ def test_proc_notebook_cleanup():
     assert code["source"] == "y = 2\ny" and code["outputs"] == []  # directive gone, progress bar dropped
     import nbformat
     nbformat.validate(nbformat.reads(json.dumps(nb), as_version=4))
+
+# --------------------------------------------------------------------------------- references to files
+# Every file a notebook, script, benchmark or the README points to must be in the repository. Checked: markdown links
+# and images (`[text](path)`, relative to the file, `#anchor` included), HTML `href`/`src`, and file names in backticks
+# (`*.md`, `*.ipynb`, `*.py`, or a path with a folder) or in plain prose (`*.md`, `*.ipynb`), found relative to the file,
+# the repository root, nbs/ or ntp_rl/. In Python only comments and docstrings count. A file of another repository is
+# cited as a link to it (`[`eval_helpers.py`](https://github.com/...)`); a placeholder is written with `<...>`.
+
+REF_SOURCES = ("nbs/**/*.ipynb", "scripts/*", "benchmarks/**/*.py", "benchmarks/**/*.md", "README.md", "Makefile")
+REF_ROOTS = ("", "nbs", "ntp_rl")  # where a bare or backticked file name may live, besides the citing file's folder
+GENERATED = {"metrics.md", "metrics.json", "metrics.csv", "metrics.png", "params.yaml", "run.log"}  # what a run writes
+_fence = re.compile(r"^[ \t]*```.*?^[ \t]*```", re.M | re.S)
+_mdlink = re.compile(r"!?\[((?:[^\[\]]|\[[^\]]*\])*)\]\(\s*([^)\s]+)(?:\s+\"[^\"]*\")?\s*\)")
+_html_ref = re.compile(r"\b(?:href|src)=\"([^\"]+)\"")
+_tick = re.compile(r"(?<!`)`([^`\s]+)`(?!`)")
+_tick_path = re.compile(r"^[\w./-]+\.(?:md|ipynb|py)$|^[\w.-]*/[\w./-]*\.(?:ya?ml|sh|json|txt|toml|ini|css|png)$")
+_bare = re.compile(r"(?<![\w./<{*$-])((?:\.\.?/)*[\w-][\w./-]*\.(?:md|ipynb))(?![\w/>}-])")
+_external = re.compile(r"^[a-z][a-z0-9+.-]*:", re.I)
+
+def _py_prose(src: str) -> str:
+    "Comments and docstrings of Python source (notebook magics dropped)."
+    src = "\n".join("" if l.lstrip().startswith(("%", "!")) else l for l in src.splitlines())
+    out = []
+    try:
+        out += [t.string for t in tokenize.generate_tokens(io.StringIO(src).readline) if t.type == tokenize.COMMENT]
+        out += [ast.get_docstring(n, clean=False) or "" for n in ast.walk(ast.parse(src))
+                if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
+    except (SyntaxError, tokenize.TokenError): pass
+    return "\n".join(out)
+
+def ref_texts(root: Path = ROOT):
+    "(file, where, text, is_markdown) for every piece of prose that may point to a file."
+    for pat in REF_SOURCES:
+        for p in sorted(root.glob(pat)):
+            rel = p.relative_to(root)
+            if not p.is_file() or any(s.startswith((".", "_")) for s in rel.parts[:-1]): continue
+            if p.suffix == ".ipynb":
+                for c in json.loads(p.read_text())["cells"]:
+                    src = "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+                    if c["cell_type"] == "markdown": yield p, f"cell {c.get('id')}", src, True
+                    elif c["cell_type"] == "code": yield p, f"cell {c.get('id')}", _py_prose(src), False
+            elif p.suffix == ".py": yield p, "", _py_prose(p.read_text()), False
+            elif p.suffix == ".md": yield p, "", p.read_text(), True
+            elif p.suffix in ("", ".sh"): yield p, "", "\n".join(l for l in p.read_text().splitlines() if "#" in l), False
+
+def file_refs(text: str, markdown: bool):
+    "(kind, target) of each reference in `text`: kind 'link' (relative to the file) or 'name' (found by `resolve`)."
+    if markdown: text = _fence.sub("", text)
+    links = list(_mdlink.finditer(text))
+    for m in links: yield "link", m.group(2)
+    for m in _html_ref.finditer(text): yield "link", m.group(1)
+    for a, b in reversed([m.span() for m in links]): text = text[:a] + " " + text[b:]  # link texts are the links' business
+    for m in _tick.finditer(text):
+        if _tick_path.match(m.group(1)): yield "name", m.group(1)
+    for m in _bare.finditer(_tick.sub(" ", text)): yield "name", m.group(1)
+
+def _slug_quarto(s): return re.sub(r"[^\w\- ]", "", s.lower()).strip().replace(" ", "-")
+def _slug_nbconvert(s): return s.strip().replace(" ", "-")
+
+def anchors(f: Path) -> set:
+    "Fragment ids a page offers: explicit `id=`/`name=` anchors and its headings (as Quarto, nbconvert and GitHub write them)."
+    if f.suffix == ".ipynb":
+        md = "\n".join("".join(c["source"]) for c in json.loads(f.read_text())["cells"] if c["cell_type"] == "markdown")
+    elif f.suffix == ".md": md = f.read_text()
+    else: return set()
+    ids = set(re.findall(r"\b(?:id|name)=\"([^\"]+)\"", md))
+    for h in re.findall(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", _fence.sub("", md), re.M):
+        h = re.sub(r"[`*_]", "", re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", h))
+        ids |= {_slug_quarto(h), _slug_nbconvert(h)}
+    return ids
+
+def unresolved(f: Path, kind: str, target: str, root: Path = ROOT) -> str | None:
+    "Why `target`, cited in file `f`, does not resolve inside the repository (None if it does)."
+    if _external.match(target) or any(c in target for c in "<>{}*$") or Path(target).name in GENERATED: return None
+    path, _, frag = target.partition("#")
+    path = path.split("?")[0]
+    if not path:  # a link to an anchor of the same page
+        return None if kind != "link" or frag in anchors(f) else f"#{frag}: no such anchor in {f.name}"
+    if path.startswith("/"): return f"{target}: an absolute path"
+    bases = [f.parent] + ([root/r for r in REF_ROOTS] if kind == "name" else [])
+    for base in bases:
+        t = (base/path).resolve()
+        if t.exists() and t.is_relative_to(root.resolve()):
+            if frag and kind == "link" and t.suffix in (".ipynb", ".md") and frag not in anchors(t):
+                return f"{target}: {t.name} has no anchor #{frag}"
+            return None
+    return f"{target}: no such file in the repository"
+
+def broken_refs(root: Path = ROOT) -> list[str]:
+    out = []
+    for f, where, text, md in ref_texts(root):
+        for kind, target in file_refs(text, md):
+            if (why := unresolved(f, kind, target, root)): out.append(f"{f.relative_to(root)}{' ' + where if where else ''}: {why}")
+    return out
+
+def test_reference_checker_finds_what_is_missing(tmp_path):
+    "The checker itself, on a tiny repository: each kind of reference to a missing file is reported, good ones are not."
+    (tmp_path/"nbs").mkdir(); (tmp_path/"scripts").mkdir()
+    cell = lambda s: {"cell_type": "markdown", "id": "c1", "metadata": {}, "source": s}
+    (tmp_path/"nbs"/"page.ipynb").write_text(json.dumps({"cells": [cell('<a id="here"></a>\n## A heading')]}))
+    good = ("[page](page.ipynb), [anchor](page.ipynb#here), [heading](page.ipynb#a-heading), [self](#here), "
+            "`nbs/page.ipynb`, `page.ipynb`, [`x.py`](https://github.com/o/r/blob/main/x.py), `<name>.ipynb`, page.ipynb")
+    bad = ("[gone](gone.ipynb), [far](../outside.md), [anchor](page.ipynb#nowhere), [self](#nowhere), `spec.md` §1, "
+           "`scripts/missing.py`, see notes.md §7, ![img](images/none.png)")
+    (tmp_path/"nbs"/"lesson.ipynb").write_text(json.dumps({"cells": [cell(good + "\n\n" + bad), cell('<a id="here"></a>'),
+        {"cell_type": "code", "id": "c2", "metadata": {}, "outputs": [], "execution_count": None,
+         "source": 'x = "gone.md"  # per `scripts/also_missing.py`\ndef f():\n    "As in old_notes.md."\n'}]}))
+    (tmp_path/"scripts"/"tool.py").write_text('"""Uses `nbs/page.ipynb` and `../shared/docs/env.md`."""\n')
+    (tmp_path/"README.md").write_text("[ok](nbs/page.ipynb) [bad](page.ipynb)\n```bash\nmake x NB=nbs/missing.ipynb\n```\n")
+    found = broken_refs(tmp_path)
+    for t in ("gone.ipynb", "../outside.md", "page.ipynb#nowhere", "#nowhere", "spec.md", "scripts/missing.py",
+              "notes.md", "images/none.png", "scripts/also_missing.py", "old_notes.md", "../shared/docs/env.md"):
+        assert any(f": {t}:" in b or f": {t} " in b or b.endswith(f": {t}") or f" {t}:" in b for b in found), (t, found)
+    assert not any("gone.md" in b for b in found)  # a string in code is not prose
+    assert [b for b in found if b.startswith("README.md")] == ["README.md: page.ipynb: no such file in the repository"]
+    assert len(found) == 12, found
+
+def test_every_file_reference_resolves():
+    "No notebook, script, benchmark or the README points to a file that is not in the repository."
+    bad = broken_refs()
+    assert not bad, "references to files that are not in the repository (link to a page of the repository, or to the " \
+                    "other repository's file by URL):\n  " + "\n  ".join(bad)
 
 # ------------------------------------------------------------------------------------------------ the browser
 class Browser:

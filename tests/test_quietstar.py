@@ -153,3 +153,18 @@ def test_pause_control_writes_the_filler(tmp_path):
     assert (t[..., 0] == obj.marks.start).all() and (t[..., -1] == obj.marks.end).all() and (t[..., 1:-1] == obj.filler).all()
     m = tr.train_step()
     assert m["policy"] == 0 and _math.isfinite(m["loss"])
+
+
+def test_collapse_warning_fires_on_a_constant_thought(tmp_path, capsys):
+    "One allowed thought token: every position writes the same thought (top_thought_share = 1); where it buys nothing, the trainer says so in one line, once."
+    from ntp_rl.core import ModelConfig, DataConfig
+    from ntp_rl.trainer import TrainConfig, train
+    cfg = TrainConfig(objective="quietstar", objective_args=dict(thought_len=3, n_ahead=1, n_thoughts=2, thought_vocab="the"),
+                      model=ModelConfig("tiny-llama", device="cpu"), data=DataConfig("verne", window=24, batch_size=2),
+                      out_dir=str(tmp_path/"c"), max_steps=3, lr=1e-3, warmup_steps=0, save_every=3, seed=0)
+    train(cfg)
+    err = capsys.readouterr().err
+    rows = [r for r in read_metrics(tmp_path/"c") if "top_thought_share" in r]
+    assert rows and all(r["top_thought_share"] == 1.0 for r in rows)
+    assert rows[0]["reward_mean"] <= 0  # the constant thought buys nothing on this tiny model ...
+    assert err.count("thoughts collapsed") == 1 and f"collapsed at step {rows[0]['step']}" in err, err[-1500:]  # ... and the run says so once

@@ -97,3 +97,23 @@ def test_oracle_values_learn_from_a_fresh_model(tmp_path):
     m, tok = load_model(str(init_twohop_model(tmp_path/"m")), device="cpu")
     v = fit_oracle_values(m, tok, twohop_eval_windows(tok, 4), steps=3)
     assert v.out.weight.abs().sum() > 0  # the estimates start at zero; the regression moved them
+
+@pytest.fixture(scope="module")
+def fair():
+    from ntp_rl.twohop import prepare_twohop_model, twohop_eval_windows
+    model, tok = load_model(str(prepare_twohop_model(name="twohop-fair")), device="cpu")
+    return model, tok, twohop_eval_windows(tok, n_docs=128)
+
+@needs_model
+def test_fair_build_preconditions(fair):
+    "The discovery build reads a thought it is given (oracle ≥ 2 nats at two-hop answers), does not write one (sampled thoughts hold "
+    "π(c) at chance, ≤ 2/16), and ignores thoughts in noise (< 0.05 nats)."
+    from ntp_rl.twohop import thought_nll
+    model, tok, ew = fair
+    o = thought_nll(model, tok, ew, "oracle").groupby("type")[["base", "thought"]].mean()
+    assert o.loc["twohop", "base"] - o.loc["twohop", "thought"] >= 2.0, o
+    assert abs(o.loc["noise", "base"] - o.loc["noise", "thought"]) < 0.05, o
+    s = thought_nll(model, tok, ew, "sampled", seed=1)
+    two = s[s.type == "twohop"]
+    assert (two.thought_token == two.intermediate).mean() <= 2 / 16, (two.thought_token == two.intermediate).mean()
+    assert abs(s[s.type == "noise"].thought.mean() - o.loc["noise", "base"]) < 0.05
