@@ -270,6 +270,14 @@ def file_lock(path:Path):
 # %% ../nbs/00_core.ipynb #27589b6d
 _HELD = {} # lock file -> [file descriptor, depth]: a process may take a folder it holds again (nested calls)
 
+def _alive(pid:str) -> bool:
+    "Whether process `pid` of this machine still runs (not gone, not a zombie); unknown: True."
+    try: os.kill(int(pid), 0)
+    except ProcessLookupError: return False
+    except (ValueError, PermissionError, OverflowError): return True
+    try: return Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError): return True
+
 def _lock_file(folder:str|Path, kind:str) -> Path:
     folder = Path(folder).expanduser().resolve()
     return folder.parent/f".{folder.name}.{kind}.lock"
@@ -282,12 +290,16 @@ def lock_folder(folder:str|Path, # the folder to hold (it need not exist yet)
     p = _lock_file(folder, kind)
     if p in _HELD: _HELD[p][1] += 1; return p
     p.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
     while True:
         fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by child processes (O_CLOEXEC)
         try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(fd, 256).decode("utf-8", "replace").split(); os.close(fd)
-            host = f" on {holder[1]}" if len(holder) > 1 and holder[1] != socket.gethostname() else ""
+            here = len(holder) > 1 and holder[1] == socket.gethostname()
+            # a holder killed a moment ago lets go once the OS has torn it down: wait for that, never for a live run
+            if time.time() - t0 < (10 if here and not _alive(holder[0]) else 1): time.sleep(0.05); continue
+            host = f" on {holder[1]}" if len(holder) > 1 and not here else ""
             raise NtpRlError(f"{Path(folder)} is in use by another {kind} (pid {holder[0] if holder else 'unknown'}{host}); {fix}") from None
         try: same = os.stat(p).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError: same = False
