@@ -75,7 +75,8 @@ def ntp_rl_view(argv:list[str]|None=None):
     "Console script `ntp_rl_view`: serve an entropy folder as a web page, or `--export` it as one HTML file."
     p = CliParser("ntp_rl_view", ntp_rl_view.__doc__)
     p.add_argument("--entropies", default="runs/entropy", help="a folder written by ntp_rl_entropy")
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1: this machine only)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1: this machine only); requests must name it "
+                   "or localhost in their Host header")
     p.add_argument("--port", type=int, default=7860, help="port to listen on (0: any free port)")
     p.add_argument("--n", type=int, default=20, help="examples per page")
     p.add_argument("--sort", default="order", help="order of an exported page (viewer.SORTS: order, mean_desc, mean_asc, max_desc, ...)")
@@ -86,9 +87,15 @@ def ntp_rl_view(argv:list[str]|None=None):
     a = p.parse_args(argv)
     def main():
         from ntp_rl.viewer import export_page, serve
+        from ntp_rl.entropy import shard_counts
+        def partial():
+            have, want = shard_counts(a.entropies)
+            if want and have < want: print(f"warning: {a.entropies} is a partial run ({have} of {want} shards, marked on the page); "
+                                           f"rerun ntp_rl_entropy with --out {a.entropies} to finish it", file=sys.stderr)
         if a.export:
-            print(f"wrote {export_page(a.entropies, a.export, a.n, a.sort, a.vmax, a.min_tokens, a.max_tokens)}"); return
+            print(f"wrote {export_page(a.entropies, a.export, a.n, a.sort, a.vmax, a.min_tokens, a.max_tokens)}"); return partial()
         srv = serve(a.entropies, a.host, a.port, a.n, a.vmax, min_tokens=a.min_tokens, max_tokens=a.max_tokens)
+        partial()
         try: loopback = ipaddress.ip_address(a.host).is_loopback
         except ValueError: loopback = a.host == "localhost"
         if not loopback: print(f"warning: serving on {a.host}, reachable from other machines", file=sys.stderr)
@@ -174,7 +181,10 @@ def ntp_rl_run(argv:list[str]|None=None):
     "Console script `ntp_rl_run`: execute a papermill parameter file (a notebook and its parameters, or a sweep) here or as a SLURM array."
     p = CliParser("ntp_rl_run", ntp_rl_run.__doc__)
     p.add_argument("spec", nargs="?", help="parameter file, e.g. papermill_runs/quickstart.yaml")
-    p.add_argument("--dry-run", action="store_true", help="show what would run; execute and write nothing")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="set a notebook parameter, over the file's parameters: (repeatable; checked against the notebook)")
+    p.add_argument("--dry-run", action="store_true", help="show what would run (every value checked); execute and write nothing")
+    p.add_argument("--max-runs", type=int, default=10_000, help="refuse a sweep of more runs than this")
     p.add_argument("--slurm", action="store_true", help="write an sbatch array script (one task per run) and print the sbatch command")
     p.add_argument("--out-root", help="where run folders go (default: papermill_runs/ in the repository root)")
     p.add_argument("--execute", metavar="RUN_DIR", help="execute one prepared run folder (what each SLURM task calls)")
@@ -186,6 +196,7 @@ def ntp_rl_run(argv:list[str]|None=None):
     g.add_argument("--module", dest="modules", action="append", help="module to load (repeatable)")
     g.add_argument("--sbatch-arg", dest="sbatch_args", action="append", help="extra #SBATCH option (repeatable)")
     a = vars(p.parse_args(argv))
+    if a["execute"] and a["param"]: p.error("-p is for a parameter file; --execute runs a prepared folder as it was prepared")
     if a["execute"]:
         from ntp_rl.runs import execute_run
         res = run_cli(execute_run, a["execute"], a["timeout"])
@@ -196,7 +207,7 @@ def ntp_rl_run(argv:list[str]|None=None):
                                "max_parallel", "modules", "sbatch_args", "nodes", "launch_config")}
     def main():
         from ntp_rl.runs import run_main
-        run_main(a["spec"], a["out_root"], a["slurm"], a["dry_run"], **over)
+        run_main(a["spec"], a["out_root"], a["slurm"], a["dry_run"], dict(a["param"] or []), a["max_runs"], **over)
     run_cli(main)
 
 def ntp_rl_collect(argv:list[str]|None=None):

@@ -13,11 +13,12 @@ import yaml
 # %% auto #0
 __all__ = ['DEVICES', 'BOUNDARIES', 'DEFAULT_MODEL', 'BUILT_MODELS', 'GLIBC_MMAP_MAX', 'ARCHS', 'TINY_MODELS', 'NtpRlError',
            'check', 'error_message', 'debug_enabled', 'run_cli', 'CliParser', 'seed_everything', 'pick_device',
-           'bf16_supported', 'pick_dtype', 'check_fields', 'ModelConfig', 'DataConfig', 'cache_dir', 'file_lock',
-           'build_atomically', 'read_text', 'yaml_value', 'read_yaml', 'read_json', 'atomic_write', 'check_writable',
-           'file_sha256', 'smollm2_gguf', 'default_model_dir', 'prepare_default_model', 'hub_reachable',
-           'built_model_dir', 'resolve_model', 'keep_freed_cpu_memory', 'load_model', 'default_tokenizer',
-           'tiny_config', 'tiny_model', 'token_nll', 'perplexity']
+           'bf16_supported', 'pick_dtype', 'check_fields', 'safe_value', 'ModelConfig', 'DataConfig', 'cache_dir',
+           'file_lock', 'lock_folder', 'unlock_folder', 'holding_folder', 'build_atomically', 'read_text', 'yaml_value',
+           'read_yaml', 'read_json', 'atomic_write', 'check_writable', 'file_sha256', 'smollm2_gguf',
+           'default_model_dir', 'prepare_default_model', 'hub_reachable', 'built_model_dir', 'resolve_model',
+           'keep_freed_cpu_memory', 'load_model', 'default_tokenizer', 'tiny_config', 'tiny_model', 'token_nll',
+           'perplexity']
 
 # %% ../nbs/00_core.ipynb #5a39bba9
 def _transformers():
@@ -182,6 +183,31 @@ def check_fields(obj):
         check(not isinstance(v, float) or math.isfinite(v), f"{cls}.{f.name}={v!r} is not a finite number; give a finite value{default}")
 
 
+# %% ../nbs/00_core.ipynb #9f48d64c
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0 and C1 controls (newline, CR, escape, NUL...) and Unicode line breaks
+_SAFE = {"text": None, # any text without control characters: it cannot start a new line of a script
+         "name": r"[A-Za-z0-9_][A-Za-z0-9._=+-]{0,199}", # one plain folder name: no separator, no leading dot, no spaces
+         "env": r"[A-Za-z_][A-Za-z0-9_]{0,199}"} # a shell variable name
+
+def safe_value(value, # a value from a user's file or command line
+               what:str, # its name in the error, e.g. slurm.partition or stage name
+               kind:str="text", # text, name (a folder name) or env (a shell variable name)
+              ) -> str:
+    "`value` as text, refused unless it is safe where it goes: no control characters, and for names one plain folder name or shell name."
+    check(kind in _SAFE, f"safe_value kind={kind!r}; use one of: {', '.join(_SAFE)}")
+    s = str(value)
+    bad = _CONTROL.search(s)
+    if bad: raise NtpRlError(f"{what}={s!r} holds the control character {bad[0]!r}; values written into files and scripts "
+                             "are single lines of text: remove it")
+    if kind == "name":
+        check(re.fullmatch(_SAFE["name"], s) is not None, f"{what} {s!r} is not a plain name; use letters, digits and . _ = + - "
+              "(no /, no spaces, no leading dot; at most 200 characters), e.g. stage1")
+    if kind == "env":
+        check(re.fullmatch(_SAFE["env"], s) is not None, f"{what} {s!r} is not a shell variable name; use letters, digits and _, "
+              "not starting with a digit, e.g. HF_HOME")
+    return s
+
+
 # %% ../nbs/00_core.ipynb #1834c289
 @dataclass
 class ModelConfig:
@@ -241,6 +267,66 @@ def file_lock(path:Path):
         try: yield
         finally: fcntl.flock(f, fcntl.LOCK_UN)
 
+# %% ../nbs/00_core.ipynb #27589b6d
+_HELD = {} # lock file -> [file descriptor, depth]: a process may take a folder it holds again (nested calls)
+
+def _alive(pid:str) -> bool:
+    "Whether process `pid` of this machine still runs (not gone, not a zombie); unknown: True."
+    try: os.kill(int(pid), 0)
+    except ProcessLookupError: return False
+    except (ValueError, PermissionError, OverflowError): return True
+    try: return Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError): return True
+
+def _lock_file(folder:str|Path, kind:str) -> Path:
+    folder = Path(folder).expanduser().resolve()
+    return folder.parent/f".{folder.name}.{kind}.lock"
+
+def lock_folder(folder:str|Path, # the folder to hold (it need not exist yet)
+                kind:str="run", # who holds it (run, training): part of the lock's name and of the error
+                fix:str="wait for it to finish, or choose another folder", # what the user should do, in the error
+               ) -> Path:
+    "Hold `folder` until `unlock_folder`: an exclusive `flock` on `.<name>.<kind>.lock` beside it, which the OS drops when the process dies; held elsewhere: one line naming the holder's pid."
+    p = _lock_file(folder, kind)
+    if p in _HELD: _HELD[p][1] += 1; return p
+    p.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    while True:
+        fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by child processes (O_CLOEXEC)
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 256).decode("utf-8", "replace").split(); os.close(fd)
+            here = len(holder) > 1 and holder[1] == socket.gethostname()
+            # a holder killed a moment ago lets go once the OS has torn it down: wait for that, never for a live run
+            if time.time() - t0 < (10 if here and not _alive(holder[0]) else 1): time.sleep(0.05); continue
+            host = f" on {holder[1]}" if len(holder) > 1 and not here else ""
+            raise NtpRlError(f"{Path(folder)} is in use by another {kind} (pid {holder[0] if holder else 'unknown'}{host}); {fix}") from None
+        try: same = os.stat(p).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError: same = False
+        if same: break
+        os.close(fd)  # its holder removed the file as we opened it: lock the new one
+    os.ftruncate(fd, 0); os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+    _HELD[p] = [fd, 1]
+    return p
+
+def unlock_folder(folder:str|Path, kind:str="run"):
+    "Let go of a folder taken with `lock_folder` (the outermost call removes the lock file)."
+    p = _lock_file(folder, kind)
+    if p not in _HELD: return
+    _HELD[p][1] -= 1
+    if _HELD[p][1] > 0: return
+    fd, _ = _HELD.pop(p)
+    try: p.unlink(missing_ok=True)
+    finally: os.close(fd)
+
+@contextlib.contextmanager
+def holding_folder(folder:str|Path, kind:str="run", fix:str="wait for it to finish, or choose another folder"):
+    "`lock_folder` for the `with` block."
+    lock_folder(folder, kind, fix)
+    try: yield Path(folder)
+    finally: unlock_folder(folder, kind)
+
+
 # %% ../nbs/00_core.ipynb #eaa83e3b
 def build_atomically(dest:Path, build, # `build(tmp_dir)` writes the folder's contents into `tmp_dir`
                     ) -> Path:
@@ -272,8 +358,21 @@ def read_text(path:str|Path, # the file to read
         raise NtpRlError(f"{p} is not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start}); convert it first, e.g. "
                          f"`iconv -f latin1 -t utf-8 {p} > {p.stem}.utf8{p.suffix}`") from None
 
+class _DuplicateKey(yaml.YAMLError):
+    "A mapping that names one key twice (YAML would silently keep the last)."
+
 class _Loader(yaml.SafeLoader):
-    "PyYAML's safe loader with YAML 1.2 numbers: `1e-4` is a float (YAML 1.1: a string), `04:00:00` a string (1.1: 14400)."
+    "PyYAML's safe loader with YAML 1.2 numbers: `1e-4` is a float (YAML 1.1: a string), `04:00:00` a string (1.1: 14400); a duplicate key is an error."
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for k, _ in node.value:
+            if k.tag == "tag:yaml.org,2002:merge": continue  # `<<: *base` then an override is how YAML spells "change one key"
+            key = self.construct_object(k, deep=True)
+            try:
+                if key in seen: raise _DuplicateKey(key, k.start_mark.line + 1, seen[key] + 1)
+                seen[key] = k.start_mark.line
+            except TypeError: continue  # an unhashable key: the base class says so
+        return super().construct_mapping(node, deep)
 _INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 _Loader.yaml_implicit_resolvers = {c: [(t, r) for t, r in rs if t not in (_INT, _FLOAT)]
                                    for c, rs in yaml.SafeLoader.yaml_implicit_resolvers.items()}
@@ -284,6 +383,13 @@ _Loader.add_implicit_resolver(_FLOAT, re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*\.[
 def yaml_value(text:str, source:str="value"):
     "`text` parsed as YAML with `1e-4` as a float; a syntax error names `source` and the line."
     try: return yaml.load(text, Loader=_Loader)
+    except _DuplicateKey as e:
+        key, line, first = e.args
+        raise NtpRlError(f"{source}: duplicate key {key!r} (line {line}, first at line {first}); keep one of them "
+                         "(YAML would silently use the last)") from None
+    except RecursionError:
+        raise NtpRlError(f"{source} is nested deeper than ntp_rl reads ({sys.getrecursionlimit()} levels); a config needs "
+                         "a few levels at most: flatten it") from None
     except yaml.YAMLError as e:
         m = getattr(e, "problem_mark", None)
         where = f" (line {m.line + 1}, column {m.column + 1}: {e.problem})" if m is not None else f" ({_one_line(e)})"

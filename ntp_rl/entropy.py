@@ -16,10 +16,11 @@ from .core import *
 from .data import *
 
 # %% auto #0
-__all__ = ['LN2', 'SCHEMA', 'COLUMNS', 'TOKEN_CLASSES', 'PLOTS', 'MAX_TOP_K', 'logits_entropy', 'next_token_stats', 'TokenText',
-           'token_text', 'doc_windows', 'batch_stats', 'rows_table', 'write_atomically', 'windows_hash', 'shard_path',
-           'compute_entropies', 'load_entropies', 'window_table', 'load_vocab', 'run_info', 'token_class',
-           'entropy_summary', 'top_contexts', 'plot_entropy', 'save_plots', 'EntropyConfig', 'run_entropy']
+__all__ = ['LN2', 'SCHEMA', 'COLUMNS', 'ENTROPY_BUSY', 'TOKEN_CLASSES', 'PLOTS', 'MAX_TOP_K', 'logits_entropy',
+           'next_token_stats', 'TokenText', 'token_text', 'doc_windows', 'batch_stats', 'rows_table',
+           'write_atomically', 'windows_hash', 'shard_path', 'compute_entropies', 'load_entropies', 'window_table',
+           'load_vocab', 'run_info', 'shard_counts', 'token_class', 'entropy_summary', 'top_contexts', 'plot_entropy',
+           'save_plots', 'EntropyConfig', 'run_entropy']
 
 # %% ../nbs/02_entropy.ipynb #47037520
 LN2 = math.log(2)
@@ -189,11 +190,14 @@ def compute_entropies(model, # a causal LM (eval mode, on its device)
     if out.is_dir() and any(out.iterdir()) and not (out/"run.json").exists():
         raise NtpRlError(f"{out} holds other files and no run.json, so it is not an entropy folder; give a new or empty "
                          "folder as --out")
-    created = not out.exists()
-    try: return _compute(model, tok, windows, out, docs, top_k, batch_size, shard_windows, meta, progress)
-    except BaseException:  # a failure before the first shard (a full disk) leaves no folder behind; later ones resume
-        if created and out.is_dir() and not any(out.glob("shard-*.parquet")): shutil.rmtree(out, ignore_errors=True)
-        raise
+    with holding_folder(out, "entropy run", ENTROPY_BUSY):  # two runs into one folder would delete each other's shards
+        created = not out.exists()
+        try: return _compute(model, tok, windows, out, docs, top_k, batch_size, shard_windows, meta, progress)
+        except BaseException:  # a failure before the first shard (a full disk) leaves no folder behind; later ones resume
+            if created and out.is_dir() and not any(out.glob("shard-*.parquet")): shutil.rmtree(out, ignore_errors=True)
+            raise
+
+ENTROPY_BUSY = "wait for it to finish (a rerun then resumes or reuses its shards), or give another --out"
 
 def _compute(model, tok, windows, out, docs, top_k, batch_size, shard_windows, meta, progress) -> Path:
     from tqdm.auto import tqdm
@@ -274,6 +278,13 @@ def run_info(folder:str|Path) -> dict:
     for name in ("run.json", "summary.json"):
         if (folder/name).exists(): info.update(read_json(folder/name, "delete the folder and rerun ntp_rl_entropy"))
     return info
+
+def shard_counts(folder:str|Path) -> tuple[int, int|None]:
+    "(shards present, shards the run writes) of an entropy folder: a killed run has fewer; None when run.json does not say."
+    folder = Path(folder)
+    expected = read_json(folder/"run.json", "delete the folder and rerun ntp_rl_entropy").get("n_shards") if (folder/"run.json").exists() else None
+    if not isinstance(expected, int): return len(_shards(folder)), None
+    return sum(shard_path(folder, i).exists() for i in range(expected)), expected
 
 # %% ../nbs/02_entropy.ipynb #ee22f70e
 TOKEN_CLASSES = ("newline", "digit", "punctuation", "word start", "continuation", "other")
@@ -419,6 +430,9 @@ def run_entropy(cfg:EntropyConfig, progress:bool=True) -> dict:
     "Load the model and corpus of `cfg`, write shards, `summary.json` and the PNG plots to `cfg.out`; return the summary."
     t0 = time.time()
     check_writable(cfg.out)  # every check before the first file is written: a failed start leaves no folder behind
+    with holding_folder(cfg.out, "entropy run", ENTROPY_BUSY): return _run_entropy(cfg, progress, t0)
+
+def _run_entropy(cfg:EntropyConfig, progress:bool, t0:float) -> dict:
     docs = load_corpus(cfg.data, cfg.n_docs, cfg.seed, cfg.text_field)
     inputs = input_hashes(cfg.data)
     model, tok = load_model(cfg.model, cfg.dtype, cfg.device)
@@ -432,8 +446,9 @@ def run_entropy(cfg:EntropyConfig, progress:bool=True) -> dict:
     meta = dict(model=cfg.model, data=cfg.data, n_docs=len(docs), boundaries=cfg.boundaries, seed=cfg.seed,
                 dtype=str(next(model.parameters()).dtype).replace("torch.", ""), inputs=inputs)
     out = compute_entropies(model, tok, wins, cfg.out, doc_ids, cfg.top_k, cfg.batch_size, cfg.shard_windows, meta, progress)
-    df = _sample_rows(out, ["window", "doc", "pos", "token", "entropy", "surprisal"], cfg.plot_rows)
-    summary = {**meta, **entropy_summary(df, cfg.unit), "n_windows": len(wins), "n_tokens": wins.n_tokens,
+    df = _sample_rows(out, ["window", "doc", "pos", "token", "entropy", "surprisal"], cfg.plot_rows)  # plots: a sample
+    every = load_entropies(out, ["window", "doc", "entropy", "surprisal"])  # the summary counts every row, whatever plot_rows is
+    summary = {**meta, **entropy_summary(every, cfg.unit), "n_windows": len(wins), "n_tokens": wins.n_tokens,
                "seconds": round(time.time() - t0, 2), "sampled_rows": len(df), "config": asdict(cfg)}
     save_plots(df, out, cfg.unit)
     tc = top_contexts(df, 20)

@@ -4,17 +4,18 @@
 
 # %% ../nbs/09_runs.ipynb #61decfb4
 from __future__ import annotations
-import argparse, ast, datetime, io, itertools, json, os, re, shlex, shutil, sys, tempfile, time, tokenize
+import argparse, ast, contextlib, datetime, io, itertools, json, math, os, re, shlex, shutil, sys, tempfile, time, tokenize
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 import yaml
 from .core import *
 
 # %% auto #0
-__all__ = ['BATCH_KEYS', 'NbParam', 'notebook_parameters', 'check_parameters', 'run_tag', 'expand_sweep', 'SlurmConfig',
-           'slurm_config', 'Run', 'project_root', 'Batch', 'load_batch', 'is_main_process', 'run_folder',
-           'save_metrics', 'RunResult', 'prepare_run', 'kernel_config', 'execute_run', 'run_batch', 'launch_lines',
-           'slurm_script', 'submit_slurm', 'run_main', 'collect_metrics', 'plot_metrics', 'save_collection', 'main_job']
+__all__ = ['MAX_RUNS', 'BATCH_KEYS', 'RUN_BUSY', 'NbParam', 'notebook_parameters', 'check_parameters', 'parse_parameter',
+           'run_tag', 'expand_sweep', 'SlurmConfig', 'slurm_config', 'Run', 'project_root', 'Batch', 'load_batch',
+           'is_main_process', 'run_folder', 'save_metrics', 'RunResult', 'prepare_run', 'kernel_config', 'execute_run',
+           'run_batch', 'launch_lines', 'slurm_script', 'submit_slurm', 'run_main', 'collect_metrics', 'plot_metrics',
+           'save_collection', 'main_job']
 
 # %% ../nbs/09_runs.ipynb #8588aa8f
 @dataclass
@@ -90,18 +91,40 @@ def check_parameters(params:dict, # the parameters a run would inject
         p = nb_params[k]
         if not _accepts(p.type, v):
             raise NtpRlError(f"parameter {k}={v!r} is a {type(v).__name__}, but {notebook} expects {p.type}{valid}")
+        if not _finite(v): raise NtpRlError(f"parameter {k}={v!r} is not a finite number; give finite values (a run would fail on it)")
+
+def _finite(v) -> bool:
+    "No NaN or infinity anywhere in `v` (a number, or lists and mappings of them)."
+    if isinstance(v, float): return math.isfinite(v)
+    if isinstance(v, (list, tuple)): return all(map(_finite, v))
+    if isinstance(v, dict): return all(map(_finite, v.values()))
+    return True
+
+def parse_parameter(text:str, # the value as typed on the command line (`ntp_rl_run SPEC -p name value`)
+                    param:NbParam|None=None, # the notebook's parameter (from `notebook_parameters`); None: unknown
+                   ) -> object:
+    "A command-line value as the notebook's parameter: the text itself for a `str` parameter, else YAML (`2.5e-1`, `[1, 2]`, `nan`)."
+    if param is not None and param.type == "str": return text
+    v = yaml_value(text, f"-p value {text!r}")
+    if isinstance(v, str):
+        with contextlib.suppress(ValueError): return float(v)  # nan, inf, -inf: refused by check_parameters, by name
+    return v
 
 # %% ../nbs/09_runs.ipynb #6b2089ac
 def _fmt(v) -> str: return f"{v:g}" if isinstance(v, float) else str(v)
 
 def run_tag(base:str, changes:dict) -> str:
-    "A folder-safe tag: `base` followed by `name=value` for each swept parameter."
+    "A folder-safe tag: `base` (a plain name) followed by `name=value` for each swept parameter (other characters become -)."
+    safe_value(base, "tag", "name")
     tag = "_".join([base] + [f"{k}={_fmt(v)}" for k, v in changes.items()])
-    return re.sub(r"[^A-Za-z0-9._=+-]+", "-", tag).strip("-")
+    return safe_value(re.sub(r"[^A-Za-z0-9._=+-]+", "-", tag).strip("-"), "tag", "name")
+
+MAX_RUNS = 10_000 # a sweep of more runs than this needs --max-runs: a grid of 10^6 is more often a typo than a plan
 
 def expand_sweep(parameters:dict, # shared parameters
                  sweep:dict|None=None, # None, {"grid": {name: [values]}} or {"list": [{name: value}, ...]}
                  tag:str="main", # base of every run's tag
+                 max_runs:int=MAX_RUNS, # refuse sweeps of more runs (counted before any is made)
                 ) -> list[tuple[str, dict]]:
     "The runs of a batch as (tag, parameters): one without a sweep, every combination of a grid, one per list entry."
     parameters = dict(parameters or {})
@@ -112,10 +135,14 @@ def expand_sweep(parameters:dict, # shared parameters
     if kind == "grid":
         check(isinstance(body, dict) and body and all(isinstance(v, list) and v for v in body.values()),
               f"sweep.grid must map each parameter to a non-empty list of values, got {body!r}")
+        n = math.prod(len(v) for v in body.values())
+        check(n <= max_runs, f"the sweep gives {n} runs, more than --max-runs {max_runs}; shrink the grid, or pass --max-runs {n} if you mean it")
         changes = [dict(zip(body, combo)) for combo in itertools.product(*body.values())]
     else:
         check(isinstance(body, list) and body and all(isinstance(e, dict) for e in body),
               f"sweep.list must be a non-empty list of {{name: value}} mappings, got {body!r}")
+        check(len(body) <= max_runs, f"the sweep gives {len(body)} runs, more than --max-runs {max_runs}; shrink the list, or "
+              f"pass --max-runs {len(body)} if you mean it")
         changes = body
     runs = [(run_tag(tag, c), {**parameters, **c}) for c in changes]
     tags = [t for t, _ in runs]
@@ -154,6 +181,12 @@ class SlurmConfig:
         check(isinstance(self.nodes, int) and self.nodes >= 1, f"slurm.nodes={self.nodes!r}; use a whole number of nodes (1 or more)")
         check(re.fullmatch(r"[\w./-]*", self.launch_config) is not None, f"slurm.launch_config={self.launch_config!r}; give the "
               "path of an accelerate config file (letters, digits, . _ - /), e.g. configs/accelerate/fsdp_8gpu.yaml")
+        # every value the script holds: one line of text each (a newline would add a command and end the #SBATCH block)
+        for f in ("partition", "account", "qos", "job_name", "activate"):
+            if getattr(self, f) is not None: safe_value(getattr(self, f), f"slurm.{f}")
+        for f in ("modules", "sbatch_args"):
+            for v in getattr(self, f): safe_value(v, f"slurm.{f}")
+        for k, v in self.env.items(): safe_value(k, "slurm.env key", "env"); safe_value(v, f"slurm.env.{k}")
 
 def slurm_config(d:dict|None, **overrides) -> SlurmConfig:
     "A `SlurmConfig` from a YAML `slurm:` mapping, with command-line `overrides` (None = not given) on top."
@@ -192,8 +225,11 @@ class Batch:
     timeout: int|None = None # seconds a cell may run (papermill's execution timeout); None: no limit
     name: str = "batch" # the YAML file's stem
 
-def load_batch(path:str|Path) -> Batch:
-    "Read a parameter file, expand its sweep and check every run's parameters against the notebook's parameters cell."
+def load_batch(path:str|Path, # a parameter file (notebook, tag, parameters, sweep, slurm, timeout)
+               overrides:dict|None=None, # {name: text} from the command line (`-p name value`), on top of `parameters:`
+               max_runs:int=MAX_RUNS, # refuse a sweep of more runs
+              ) -> Batch:
+    "Read a parameter file, expand its sweep and check every run's parameters (and `overrides`) against the notebook's parameters cell."
     path = Path(path)
     d = read_yaml(path, "give a parameter file such as papermill_runs/quickstart.yaml")
     if "steps" in d: raise NtpRlError(f"{path} lists steps: it is a main-job file; run it with ntp_rl_main {path}")
@@ -209,8 +245,15 @@ def load_batch(path:str|Path) -> Batch:
     params = d.get("parameters") or {}
     check(isinstance(params, dict), f"{path}: parameters must be a mapping of name: value")
     nb_params = notebook_parameters(nb)
+    if overrides:
+        sw = d.get("sweep") if isinstance(d.get("sweep"), dict) else {}
+        grid, lst = sw.get("grid"), sw.get("list")
+        swept = set(grid if isinstance(grid, dict) else ()) | {k for e in (lst if isinstance(lst, list) else ()) if isinstance(e, dict) for k in e}
+        clash = sorted(set(overrides) & swept)
+        check(not clash, f"-p {clash[0]}: {clash[0]} is swept in {path}; change the sweep, or drop -p {clash[0]}" if clash else "")
+        params = {**params, **{k: parse_parameter(v, nb_params.get(k)) for k, v in overrides.items()}}
     runs = []
-    for tag, p in expand_sweep(params, d.get("sweep"), str(d.get("tag", "main"))):
+    for tag, p in expand_sweep(params, d.get("sweep"), str(d.get("tag", "main")), max_runs):
         if "out_dir" in p: raise NtpRlError(f"{path}: do not set out_dir; ntp_rl_run passes each run's own folder as out_dir")
         check_parameters(p, nb_params, nb.name)
         runs.append(Run(nb.resolve(), p, tag))
@@ -266,17 +309,20 @@ class RunResult:
                                 f"{self.dir.name}" + (f"  {self.error}" if self.error else ""))
 
 def prepare_run(run:Run, out_root:str|Path, date:str|None=None, nb_params:dict|None=None) -> Path:
-    "Create the run's folder under `out_root` (replacing an earlier run of the same name) with `params.yaml` and `run.yaml`."
+    "Create the run's folder under `out_root` (replacing an earlier, finished run of the same name) with `params.yaml` and `run.yaml`."
     d = check_writable(Path(out_root).resolve()/run.dir_name(date))
-    if d.exists():
-        if not (d/"run.yaml").exists(): raise NtpRlError(f"{d} exists and is not a run folder; move it away or pick another tag")
-        shutil.rmtree(d)
-    d.mkdir(parents=True)
-    params = dict(run.params)
-    if "out_dir" in (nb_params if nb_params is not None else notebook_parameters(run.notebook)): params["out_dir"] = str(d)
-    (d/"params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (d/"run.yaml").write_text(yaml.safe_dump(dict(notebook=str(run.notebook), tag=run.tag, parameters=params), sort_keys=False))
+    with holding_folder(d, "run", RUN_BUSY):  # a folder another process holds is never deleted
+        if d.exists():
+            if not (d/"run.yaml").exists(): raise NtpRlError(f"{d} exists and is not a run folder; move it away or pick another tag")
+            shutil.rmtree(d)
+        d.mkdir(parents=True)
+        params = dict(run.params)
+        if "out_dir" in (nb_params if nb_params is not None else notebook_parameters(run.notebook)): params["out_dir"] = str(d)
+        (d/"params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        (d/"run.yaml").write_text(yaml.safe_dump(dict(notebook=str(run.notebook), tag=run.tag, parameters=params), sort_keys=False))
     return d
+
+RUN_BUSY = "wait for that run to finish, or give this one another tag (tag: in the parameter file)" # the fix a held run folder names
 
 # %% ../nbs/09_runs.ipynb #af70e87a
 def kernel_config(folder:str|Path): # a private folder for the kernel's sockets (e.g. a TemporaryDirectory)
@@ -310,7 +356,8 @@ def execute_run(run_dir:str|Path, # a folder made by `prepare_run`
     suffix = f".rank{rank}" if rank else ""  # under accelerate launch every process executes; only rank 0 owns the main files
     run = Run(nb, spec["parameters"], spec["tag"])
     t0, c0 = time.time(), _children_cpu()
-    with open(d/f"run{suffix}.log", "w") as log, tempfile.TemporaryDirectory(prefix="ntp_rl-kernel-") as sockets:
+    with (holding_folder(d, "run", RUN_BUSY) if not rank else contextlib.nullcontext()), \
+         open(d/f"run{suffix}.log", "w") as log, tempfile.TemporaryDirectory(prefix="ntp_rl-kernel-") as sockets:
         try:
             pm.execute_notebook(str(nb), str(d/f"{nb.stem}{suffix}.ipynb"), parameters=spec["parameters"], kernel_name="python3",
                                 cwd=str(nb.parent), progress_bar=progress, stdout_file=log, stderr_file=log,
@@ -330,13 +377,16 @@ def run_batch(batch:Batch, # from `load_batch`
     "Execute every run of `batch` here, one after another with a progress bar; a failing run does not stop the others."
     from tqdm.auto import tqdm
     nb_params = {r.notebook: notebook_parameters(r.notebook) for r in batch.runs}
-    dirs = [prepare_run(r, out_root, date, nb_params[r.notebook]) for r in batch.runs]
-    results = []
-    with tqdm(dirs, desc=batch.name, unit="run", file=sys.stderr) as bar:
-        for d in bar:
-            bar.set_postfix_str(d.name)
-            results.append(res := execute_run(d, batch.timeout))
-            if not res.ok: bar.write(f"FAILED {d.name}: {res.error}", file=sys.stderr)
+    date, results = date or datetime.date.today().isoformat(), []
+    with contextlib.ExitStack() as held:
+        for r in batch.runs:  # every folder is held before the first is prepared, until the last run ends
+            held.enter_context(holding_folder(check_writable(Path(out_root).resolve()/r.dir_name(date)), "run", RUN_BUSY))
+        dirs = [prepare_run(r, out_root, date, nb_params[r.notebook]) for r in batch.runs]
+        with tqdm(dirs, desc=batch.name, unit="run", file=sys.stderr) as bar:
+            for d in bar:
+                bar.set_postfix_str(d.name)
+                results.append(res := execute_run(d, batch.timeout))
+                if not res.ok: bar.write(f"FAILED {d.name}: {res.error}", file=sys.stderr)
     return results
 
 # %% ../nbs/09_runs.ipynb #baa2aa3b
@@ -367,24 +417,24 @@ def slurm_script(run_dirs:list[Path], # folders made by `prepare_run`, one array
                  timeout:int|None=None, # per-cell timeout passed to each run
                 ) -> str:
     "The text of an sbatch array script running each prepared run folder as one task."
-    n = len(run_dirs)
+    n, q = len(run_dirs), shlex.quote  # every value was checked by SlurmConfig (one line each) and is quoted here
     check(n >= 1, "no runs to submit")
-    sb = [f"--job-name={cfg.job_name}", f"--array=0-{n-1}" + (f"%{cfg.max_parallel}" if cfg.max_parallel else ""),
-          f"--output={Path(log_dir)/'%A_%a.out'}", "--ntasks=1", f"--cpus-per-task={cfg.cpus}", f"--mem={cfg.mem}",
-          f"--time={cfg.time}"]
-    sb += [f"--{k}={v}" for k, v in (("partition", cfg.partition), ("account", cfg.account), ("qos", cfg.qos)) if v]
+    sb = [f"--job-name={q(cfg.job_name)}", f"--array=0-{n-1}" + (f"%{cfg.max_parallel}" if cfg.max_parallel else ""),
+          f"--output={q(safe_value(Path(log_dir)/'%A_%a.out', 'the log folder'))}", "--ntasks=1", f"--cpus-per-task={cfg.cpus}",
+          f"--mem={cfg.mem}", f"--time={cfg.time}"]
+    sb += [f"--{k}={q(v)}" for k, v in (("partition", cfg.partition), ("account", cfg.account), ("qos", cfg.qos)) if v]
     if cfg.nodes > 1: i = sb.index("--ntasks=1"); sb[i:i+1] = [f"--nodes={cfg.nodes}", "--ntasks-per-node=1"]  # one task (launcher) per node
     if cfg.gpus: sb.append(f"--gres=gpu:{cfg.gpus}")
-    sb += list(cfg.sbatch_args)
+    sb += [q(a) for a in cfg.sbatch_args]
     execute = "ntp_rl_run --execute \"$RUN\"" + (f" --timeout {timeout}" if timeout else "")
     lines = ["#!/bin/bash", *[f"#SBATCH {a}" for a in sb],
              f"# written by ntp_rl_run on {datetime.datetime.now():%Y-%m-%d %H:%M}: {n} run(s), one per array task",
-             "set -euo pipefail", f"cd {shlex.quote(str(root))}",
+             "set -euo pipefail", f"cd {q(safe_value(root, 'the repository root'))}",
              *[f"module load {shlex.quote(m)}" for m in cfg.modules],
              *([cfg.activate] if cfg.activate else []),
              'export OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK:-1}" MPLBACKEND=Agg',
              *[f"export {k}={shlex.quote(str(v))}" for k, v in cfg.env.items()],
-             "RUNS=(", *[f"  {shlex.quote(str(d))}" for d in run_dirs], ")",
+             "RUNS=(", *[f"  {q(safe_value(d, 'a run folder'))}" for d in run_dirs], ")",
              'RUN="${RUNS[$SLURM_ARRAY_TASK_ID]}"',
              'echo "task $SLURM_ARRAY_TASK_ID on $(hostname): $RUN"',
              *launch_lines(cfg, execute)]
@@ -397,10 +447,12 @@ def submit_slurm(batch:Batch, cfg:SlurmConfig, out_root:str|Path="papermill_runs
     out_root = Path(out_root).resolve()
     date = date or datetime.date.today().isoformat()
     script = out_root/"slurm"/f"{date}_{batch.name}.sbatch"
-    if dry_run: dirs = [out_root/r.dir_name(date) for r in batch.runs]
-    else: dirs = [prepare_run(r, out_root, date) for r in batch.runs]
-    text = slurm_script(dirs, cfg, project_root(out_root), out_root/"slurm"/"logs", batch.timeout)
+    dirs = [out_root/r.dir_name(date) for r in batch.runs]
+    text = slurm_script(dirs, cfg, project_root(out_root), out_root/"slurm"/"logs", batch.timeout)  # checked before any folder is made
     if not dry_run:
+        with contextlib.ExitStack() as held:  # none is replaced unless every one is free
+            for d in dirs: held.enter_context(holding_folder(check_writable(d), "run", RUN_BUSY))
+            for r in batch.runs: prepare_run(r, out_root, date)
         (out_root/"slurm"/"logs").mkdir(parents=True, exist_ok=True)
         script.write_text(text)
     return script, text
@@ -409,10 +461,12 @@ def run_main(spec:str, # a parameter file, e.g. papermill_runs/quickstart.yaml
              out_root:str|None=None, # where run folders go; default papermill_runs/ in the repository root
              slurm:bool=False, # write an sbatch array script instead of running here
              dry_run:bool=False, # show what would run; execute and write nothing
+             params:dict|None=None, # {name: text} parameter overrides from the command line (`-p name value`)
+             max_runs:int=MAX_RUNS, # refuse a sweep of more runs (`--max-runs`)
              **slurm_overrides, # SlurmConfig fields from the command line
             ) -> list[RunResult]:
     "What `ntp_rl_run` does: run a parameter file here, or prepare it for SLURM; failures raise an `NtpRlError` naming them."
-    batch = load_batch(spec)
+    batch = load_batch(spec, params, max_runs)
     out_root = Path(out_root) if out_root else project_root(Path(spec).parent)/"papermill_runs"
     if slurm:
         cfg = slurm_config(batch.slurm, **slurm_overrides)

@@ -17,9 +17,10 @@ from .data import *
 from .objective import *
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'PRECISIONS', 'RESUME_FREE', 'CKPT', 'COLLAPSE_SHARE', 'TrainConfig', 'config_to_dict', 'parse_overrides',
-           'load_train_config', 'TrainModule', 'BatchStream', 'shard_cpu_processes', 'check_sharding', 'gathered',
-           'whole_on_main', 'fill_deepspeed', 'checkpoints', 'latest_checkpoint', 'checkpoint_state',
+__all__ = ['SCHEDULES', 'PRECISIONS', 'RESUME_FREE', 'CKPT', 'CHECKSUMS', 'COLLAPSE_SHARE', 'TrainConfig', 'config_to_dict',
+           'parse_overrides', 'load_train_config', 'TrainModule', 'BatchStream', 'shard_cpu_processes',
+           'check_sharding', 'gathered', 'whole_on_main', 'fill_deepspeed', 'checkpoints', 'latest_checkpoint',
+           'checkpoint_state', 'write_checksums', 'resume_hint', 'verify_checkpoint', 'load_checkpoint',
            'collapse_warning', 'Trainer', 'train', 'read_metrics', 'CurriculumConfig', 'run_curriculum',
            'load_curriculum']
 
@@ -274,6 +275,58 @@ def checkpoint_state(ckpt:str|Path) -> dict:
           f"step or data; {fix}")
     return st
 
+CHECKSUMS = "checksums.json" # in every checkpoint: the sha256 of each of its files, written at save and checked at resume
+
+def write_checksums(ckpt:str|Path) -> Path:
+    "Record the sha256 of every file of a (complete, not yet renamed) checkpoint in its `checksums.json`."
+    ckpt = Path(ckpt)
+    sums = {str(p.relative_to(ckpt)): file_sha256(p) for p in sorted(ckpt.rglob("*")) if p.is_file() and p.name != CHECKSUMS}
+    return atomic_write(ckpt/CHECKSUMS, json.dumps(sums, indent=1))
+
+def _checksum_problem(ckpt:Path) -> tuple[Path, str]|None:
+    "The first file of `ckpt` that differs from its checksum (or is gone), as (file, what is wrong); None when all match."
+    if not (ckpt/CHECKSUMS).is_file(): return None  # written before checksums existed: its files are checked as they load
+    try: sums = json.loads((ckpt/CHECKSUMS).read_text())
+    except (OSError, ValueError): return ckpt/CHECKSUMS, "is not readable JSON"
+    if not isinstance(sums, dict): return ckpt/CHECKSUMS, "is not a mapping of file to sha256"
+    for name, h in sums.items():
+        p = ckpt/name
+        if not p.is_file(): return p, "is missing"
+        if file_sha256(p) != h: return p, "differs from the checksum written when it was saved (truncated, overwritten or corrupt)"
+    return None
+
+def resume_hint(ckpt:str|Path) -> str:
+    "What to do about a damaged checkpoint: resume from the newest earlier one whose files all match their checksums."
+    ckpt = Path(ckpt); step = int(CKPT.match(ckpt.name)[1]) if CKPT.match(ckpt.name) else None
+    for p in reversed(checkpoints(ckpt.parent)):
+        if step is not None and int(CKPT.match(p.name)[1]) < step and _checksum_problem(p) is None:
+            return f"resume from the previous good checkpoint with resume={p}"
+    return f"no earlier good checkpoint is left in {ckpt.parent}; start a new run (another out_dir, or init_from= a checkpoint you trust)"
+
+def verify_checkpoint(ckpt:str|Path) -> Path:
+    "Check every file of `ckpt` against the checksums written at save; a damaged one is one line naming it and the previous good checkpoint."
+    ckpt = Path(ckpt)
+    if bad := _checksum_problem(ckpt): raise NtpRlError(f"{bad[0]} {bad[1]}: checkpoint {ckpt.name} is damaged; {resume_hint(ckpt)}")
+    return ckpt
+
+def load_checkpoint(acc, # the run's `Accelerator`, its model, optimizer and scheduler prepared
+                    ckpt:str|Path, # a checkpoint folder (checked with `verify_checkpoint` first)
+                   ):
+    "accelerate's `load_state`, made strict: the random state must load (accelerate only logs a failure), and a file that cannot be read is one line naming the checkpoint and the previous good one."
+    ckpt = Path(ckpt)
+    rng = ckpt/f"random_states_{acc.process_index}.pkl"
+    try: states = torch.load(rng, weights_only=False)
+    except Exception as e: raise NtpRlError(f"{rng} could not be loaded ({type(e).__name__}); checkpoint {ckpt.name} is damaged, and "
+                                            f"a run without its random state is not the same run; {resume_hint(ckpt)}") from None
+    check(isinstance(states, dict) and {"random_state", "torch_manual_seed"} <= set(states), f"{rng} holds no random state; "
+          f"checkpoint {ckpt.name} is damaged; {resume_hint(ckpt)}")
+    try: acc.load_state(str(ckpt))
+    except Exception as e:
+        if isinstance(e, NtpRlError) or type(e).__name__ == "OutOfMemoryError": raise
+        msg = str(e).splitlines()[0] if str(e) else ""
+        raise NtpRlError(f"{ckpt} could not be loaded ({type(e).__name__}: {msg}); checkpoint {ckpt.name} is damaged; "
+                         f"{resume_hint(ckpt)}") from None
+
 
 # %% ../nbs/07_trainer.ipynb #0f934563
 def _peak_memory_mb(device:torch.device) -> float:
@@ -325,6 +378,15 @@ def collapse_warning(metrics:dict, # one step's logged metrics (a thinking objec
 class Trainer:
     "Runs a `TrainConfig` with `accelerate`: `Trainer(cfg).run()`; resumable, distributed, logged."
     def __init__(self, cfg:TrainConfig):
+        try: self._init(cfg)
+        except BaseException: self._release(); raise  # a refused start lets go of out_dir at once
+
+    def _release(self):
+        "Let go of out_dir (once): at the end of `run`, when the start fails, or when the trainer is dropped."
+        if self.__dict__.pop("_holding", False): unlock_folder(self.out, "training")
+    __del__ = _release
+
+    def _init(self, cfg:TrainConfig):
         from accelerate import Accelerator, DistributedDataParallelKwargs
         self.cfg = cfg
         cpu = cfg.model.device == "cpu" or (cfg.model.device == "auto" and not torch.cuda.is_available())
@@ -334,6 +396,8 @@ class Trainer:
                                kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
         shard_cpu_processes(self.acc)  # an FSDP launch config on CPU processes takes accelerate's FSDP path, as on GPUs
         self.out = check_writable(cfg.out_dir)
+        if self.acc.is_main_process:  # out_dir is this run's until it ends: a second run fails here at once, naming our pid
+            self._holding = bool(lock_folder(self.out, "training", "wait for it to finish, or choose another out_dir"))
         self.resume_from = self._resume_path()
         self.inputs = input_hashes(cfg.data.corpus)  # what this run reads, recorded in every checkpoint
         self.history, self.resume_changes = [], {}
@@ -384,6 +448,7 @@ class Trainer:
 
     def _init_weights(self, module, ckpt:Path):
         from safetensors.torch import load_model as load_st
+        verify_checkpoint(ckpt)
         f = ckpt/"model.safetensors"
         if not f.exists(): raise NtpRlError(f"{ckpt} holds no model.safetensors; give a checkpoint-N folder of an ntp_rl run")
         missing, unexpected = load_st(module, f, strict=False)
@@ -415,6 +480,7 @@ class Trainer:
         if st["step"] > self.cfg.max_steps:
             raise NtpRlError(f"resume: {ckpt.name} is at step {st['step']}, past max_steps={self.cfg.max_steps}; give max_steps "
                              f">= {st['step']} (or resume from an earlier checkpoint)")
+        verify_checkpoint(ckpt)  # every file as it was saved, before the model is even loaded
 
     def _same_global_batch(self, ckpt:Path, st:dict, old:dict) -> bool:
         "Whether a resume on another number of processes keeps the global batch (and so the data order); refuses one that does not."
@@ -435,7 +501,7 @@ class Trainer:
                          f"no whole data.batch_size gives {want}: resume on a number of processes that divides it"))
 
     def _load(self, ckpt:Path):
-        self.acc.load_state(str(ckpt))
+        load_checkpoint(self.acc, ckpt)
         st = checkpoint_state(ckpt)
         self.step = st["step"]; self.stream.load(st["data"])
 
@@ -481,6 +547,7 @@ class Trainer:
         with whole_on_main(self.acc.unwrap_model(self.module), self.acc.is_main_process) as m:
             if self.acc.is_main_process: m.objective.save_extras(m.lm, tmp/"model")
         if self.acc.is_main_process:
+            write_checksums(tmp)  # last: it covers every file above
             if final.exists(): shutil.rmtree(final)
             os.rename(tmp, final)
             for old in checkpoints(self.out)[:-self.cfg.keep_last]: shutil.rmtree(old)
@@ -530,6 +597,7 @@ class Trainer:
         from tqdm.auto import tqdm
         c = self.cfg
         if self.step >= c.max_steps and self.resume_from:  # a finished run asked again: nothing to do, nothing appended
+            self._release()
             return dict(steps=self.step, checkpoint=str(self.resume_from), finished_earlier=True)
         main, fresh_dir = self.acc.is_main_process, not self.out.exists()
         if main:
@@ -560,7 +628,7 @@ class Trainer:
             if main and not saved and not self.resume_from: self._remove_traces(fresh_dir)
             raise
         finally:
-            bar.close(); logs.close()
+            bar.close(); logs.close(); self._release()
         return dict(steps=self.step, checkpoint=str(latest_checkpoint(self.out)), **final)
 
     def _remove_traces(self, fresh_dir:bool):
@@ -593,6 +661,7 @@ class CurriculumConfig:
         check(all(isinstance(s, dict) for s in self.stages), "each entry of `stages:` is a mapping: name plus TrainConfig overrides")
         names = [s.get("name") for s in self.stages]
         check(all(names) and len(set(names)) == len(names), f"every stage needs a unique `name`; got {names}")
+        for n in names: safe_value(n, "stage name", "name")  # a stage's folder is <out_dir>/<i>_<name>: never outside out_dir
         for i, _ in enumerate(self.stages): self.stage_config(i, init_from="")  # validate all stages up front
 
     def stage_config(self, i:int, init_from:str) -> TrainConfig:

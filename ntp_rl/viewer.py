@@ -15,8 +15,8 @@ from .core import *
 from .entropy import *
 
 # %% auto #0
-__all__ = ['LIGHT', 'DARK', 'CSS', 'SORTS', 'SORT_NAMES', 'shade', 'token_tip', 'render_tokens', 'legend', 'render_page',
-           'text_table', 'EntropyRun', 'ViewerServer', 'serve', 'export_page', 'explore']
+__all__ = ['LIGHT', 'DARK', 'CSS', 'SORTS', 'SORT_NAMES', 'LOOPBACK_NAMES', 'shade', 'token_tip', 'render_tokens', 'legend',
+           'render_page', 'text_table', 'EntropyRun', 'host_allowed', 'ViewerServer', 'serve', 'export_page', 'explore']
 
 # %% ../nbs/03_viewer.ipynb #c8c9e4a7
 LIGHT, DARK = (255, 255, 255), (8, 48, 107)  # white to dark blue (matplotlib's Blues end points)
@@ -163,6 +163,8 @@ class EntropyRun:
         df = load_entropies(self.folder, ["window", "doc", "pos", "entropy"])  # the only full read
         self.texts = text_table(df, max_tokens)  # index: text id, in document order
         self.vocab, self.info = load_vocab(self.folder), run_info(self.folder)
+        have, want = shard_counts(self.folder)
+        self.partial = f"partial run: {have} of {want} shards" if want and have < want else ""  # a killed run, said on every page
         if vmax is None:
             h = df["entropy"].dropna()
             vmax = max(1.0, float(h.quantile(0.99))) if len(h) else 1.0
@@ -222,7 +224,8 @@ class EntropyRun:
         check(0 <= page < P, f"page={page} is out of range; use 0 to {P-1}")
         i, docs = self.info, self.texts["doc"]
         what = f"{docs[docs >= 0].nunique()} documents" if (docs >= 0).any() else f"{len(self.texts)} windows"
-        info = (f"{i.get('model', '?')} on {i.get('data', '?')}: {what}, {int(self.texts['n_tokens'].sum())} tokens; "
+        info = ((f"{self.partial} (the run stopped early: rerun ntp_rl_entropy on this folder to finish it) · " if self.partial else "")
+                + f"{i.get('model', '?')} on {i.get('data', '?')}: {what}, {int(self.texts['n_tokens'].sum())} tokens; "
                 f"page {page+1} of {P}, {SORT_NAMES[sort]}"
                 + (f" (texts under {self.min_tokens} tokens last)" if (self.texts["n_tokens"] < self.min_tokens).any() else ""))
         nav = ""
@@ -235,20 +238,46 @@ class EntropyRun:
 
 
 # %% ../nbs/03_viewer.ipynb #d4a463e2
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1") # Host names the viewer answers to when bound to this machine only
+
+def host_allowed(host:str|None, # the request's Host header (None: absent, as from an HTTP/1.0 client)
+                 bind:str="127.0.0.1", # the interface the server listens on (`--host`)
+                ) -> bool:
+    "Whether a request's Host names this server: a loopback name or address, or the `--host` given; any name when bound to every interface."
+    if host is None or bind in ("", "0.0.0.0", "::"): return True  # no Host: not a browser; every interface: the user's choice
+    h = host.strip().lower()
+    name = h[1:h.index("]")] if h.startswith("[") and "]" in h else h.rsplit(":", 1)[0] if h.count(":") == 1 else h
+    if not name: return False
+    if name in LOOPBACK_NAMES or name == bind.lower().strip("[]"): return True
+    try: return ipaddress.ip_address(name).is_loopback
+    except ValueError: return False
+
 class _Handler(BaseHTTPRequestHandler):
     server_version = "ntp_rl_view"
     timeout = 30  # seconds an idle connection may hold a thread (a client that connects and sends nothing)
     def log_message(self, fmt, *args): pass  # a page per request would flood the terminal
 
+    def end_headers(self):
+        "Every response carries the security headers, http.server's own error pages (400, 414, 501...) included."
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; frame-ancestors 'none'")
+        super().end_headers()
+
+    def send_error(self, code, message=None, explain=None):
+        if self.request_version == "HTTP/0.9": self.request_version = "HTTP/1.0"  # a garbled request line: answer with headers
+        super().send_error(code, message, explain)
+
     def _send(self, code:int, body:str, ctype:str="text/html; charset=utf-8"):
         data = body.encode("utf-8")
         self.send_response(code)
         self.send_header("Content-Type", ctype); self.send_header("Content-Length", str(len(data)))
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; frame-ancestors 'none'")
         self.end_headers(); self.wfile.write(data)
 
     def do_GET(self):
+        if not host_allowed(self.headers.get("Host"), self.server.bind_host):  # DNS rebinding: a foreign name pointing at us
+            return self._send(421, f"this viewer answers to {self.server.bind_host} and localhost only, not to the Host "
+                                   f"{self.headers.get('Host')!r}; start it with --host NAME to serve another name\n",
+                              "text/plain; charset=utf-8")
         u = urlparse(self.path)
         if u.path == "/healthz": return self._send(200, "ok\n", "text/plain; charset=utf-8")
         if u.path not in ("/", "/index.html"): return self._send(404, "not found\n", "text/plain; charset=utf-8")
@@ -268,7 +297,7 @@ class ViewerServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # the default backlog of 5 drops bursts of concurrent connections
     def __init__(self, run:EntropyRun, n:int=20, host:str="127.0.0.1", port:int=7860, idle_timeout:float=30):
-        self.run, self.n, self._lock = run, n, threading.Lock()
+        self.run, self.n, self._lock, self.bind_host = run, n, threading.Lock(), host
         self._page = functools.lru_cache(maxsize=256)(run.page)
         super().__init__((host, port), type("Handler", (_Handler,), dict(timeout=idle_timeout)))
     def handle_error(self, request, client_address):

@@ -43,7 +43,18 @@ def d(tmp_path_factory):
                        "main_budget": "steps: [ok.yaml]\nbudget_seconds: abc\n", "main_steps": "steps: 5\n",
                        "main_badstep": "steps: [ok.yaml, run_timeout.yaml]\n", "main_unknown": "steps: [ok.yaml]\nstep: 3\n",
                        "ok": nb, "cur_stages": "stages: 5\n", "cur_noname": "stages: [{max_steps: 2}]\n",
-                       "cur_unknown": "stages: [{name: a}]\nbase_: {}\n", "cur_steps0": "stages: [{name: x, max_steps: 0}]\n"}.items():
+                       "cur_unknown": "stages: [{name: a}]\nbase_: {}\n", "cur_steps0": "stages: [{name: x, max_steps: 0}]\n",
+                       # issue 25: escaping names, injected values, duplicate keys, non-finite values, unbounded sweeps
+                       "cur_escape": "base: {model: {name_or_path: tiny-llama, device: cpu}, data: {corpus: verne, window: 16}}\n"
+                                     f"out_dir: {d/'cur'}\nstages: [{{name: ../../../elsewhere, max_steps: 1}}]\n",
+                       "run_badtag": nb + "tag: ../up\n", "run_nan": nb + "parameters: {scale: .nan}\n",
+                       "run_inf": nb + "parameters: {scale: -.inf}\n", "run_dup": nb + "parameters: {x: 1, x: 2}\n",
+                       "run_envkey": nb + "slurm: {env: {'A;touch injected': 1}}\n",
+                       "run_envval": nb + "slurm: {env: {A: \"x\\ntouch injected\"}}\n",
+                       "run_yamlpart": nb + "slurm: {partition: \"gpu\\ntouch injected\"}\n",
+                       "run_module": nb + "slurm: {modules: [\"cuda\\ntouch injected\"]}\n",
+                       "run_bigsweep": nb + f"sweep: {{grid: {{x: {list(range(1000))}, scale: {list(range(1000))}}}}}\n",
+                       "dup": "model: {name_or_path: tiny-llama, device: cpu}\ndata: {corpus: verne, window: 16}\nmax_steps: 1\nlr: 1e-3\nlr: 2e-3\n", "deep": "lr: " + "[" * 5000 + "]" * 5000 + "\n"}.items():
         (d/f"{name}.yaml").write_text(text)
     (d/"corrupt.ipynb").write_text("{not json")
     return d
@@ -149,10 +160,12 @@ CASES = [  # (id, command, arguments, culprit named in the error line, output lo
     *[(f"train-config-{n}", "ntp_rl_train", ["--config", f"{{d}}/{n}", "out_dir={o}"], c, "{o}") for n, c in [
         ("bad.yaml", "bad.yaml is not valid YAML (line 2"), ("latin1.yaml", "latin1.yaml is not valid UTF-8"),
         ("list.yaml", "must hold a mapping"), ("missing.yaml", "missing.yaml does not exist"), ("lrabc.yaml", "lr='abc'"),
-        ("adir", "adir is a folder"), ("train5.yaml", "`train:` must hold a mapping")]],
+        ("adir", "adir is a folder"), ("train5.yaml", "`train:` must hold a mapping"),
+        ("dup.yaml", "dup.yaml: duplicate key 'lr' (line 5, first at line 4)"), ("deep.yaml", "deep.yaml is nested deeper than")]],
     *[(f"curriculum-{n}", "ntp_rl_curriculum", ["--config", f"{{d}}/{n}.yaml"], c, None) for n, c in [
         ("missing", "missing.yaml does not exist"), ("cur_stages", "CurriculumConfig.stages=5 is an int"),
         ("cur_noname", "unique `name`"), ("cur_unknown", "unknown curriculum keys ['base_']"), ("cur_steps0", "stage 'x': max_steps=0"),
+        ("cur_escape", "stage name '../../../elsewhere' is not a plain name"),
         ("latin1", "not valid UTF-8"), ("bad", "not valid YAML")]],
     # bad values: generation
     *[(f"think-{'-'.join(a).strip('-')[:40]}", "ntp_rl_think", [*K, *a], c, None) for a, c in [
@@ -184,7 +197,26 @@ CASES = [  # (id, command, arguments, culprit named in the error line, output lo
         ("run_time", "slurm.time='soon'"), ("run_nonb", "names no notebook"), ("run_unknown", "unknown key 'paramters'"),
         ("run_missingnb", "nope.ipynb' does not exist"), ("run_corruptnb", "corrupt.ipynb is not a readable notebook"),
         ("run_param_type", "x='abc' is a str"), ("run_steps", "it is a main-job file"), ("latin1", "not valid UTF-8"),
-        ("bad", "not valid YAML"), ("missing", "missing.yaml does not exist")]],
+        ("bad", "not valid YAML"), ("missing", "missing.yaml does not exist"),
+        ("run_badtag", "tag '../up' is not a plain name"), ("run_nan", "parameter scale=nan is not a finite number"),
+        ("run_inf", "parameter scale=-inf is not a finite number"), ("run_dup", "duplicate key 'x'"),
+        ("run_bigsweep", "the sweep gives 1000000 runs, more than --max-runs 10000")]],
+    # issue 25: --dry-run checks values as the run would; values written into a SLURM script are checked, never injected
+    *[(f"run-dry-{i}", "ntp_rl_run", [f"{{d}}/{n}.yaml", "--dry-run", *a, "--out-root", "{o}"], c, "{o}") for i, n, a, c in [
+        ("nan", "run_nan", [], "scale=nan is not a finite number"), ("bigsweep", "run_bigsweep", ["--slurm"], "1000000 runs"),
+        ("p-unknown", "ok", ["-p", "nope", "1"], "has no parameter 'nope'"), ("p-type", "ok", ["-p", "x", "abc"], "x='abc' is a str"),
+        ("p-nan", "ok", ["-p", "scale", "nan"], "scale=nan is not a finite number"),
+        ("p-one-value", "ok", ["-p", "x"], "expected 2 arguments"), ("p-out-dir", "ok", ["-p", "out_dir", "/tmp"], "do not set out_dir")]],
+    ("run-execute-with-p", "ntp_rl_run", ["--execute", "{b}/run_noparams", "-p", "x", "1"], "-p is for a parameter file", "{b}/run_noparams"),
+    *[(f"run-slurm-{f}-injected", "ntp_rl_run", ["{d}/ok.yaml", "--slurm", f"--{f}", "x\ntouch injected", "--out-root", "{o}"],
+       f"slurm.{f.replace('-', '_')}", "{o}") for f in ("partition", "account", "qos", "job-name", "activate", "mem", "time")],
+    ("run-slurm-sbatch-arg-injected", "ntp_rl_run", ["{d}/ok.yaml", "--slurm", "--sbatch-arg", "--x=1\ntouch injected",
+                                                     "--out-root", "{o}"], "slurm.sbatch_args", "{o}"),
+    ("run-slurm-module-injected", "ntp_rl_run", ["{d}/ok.yaml", "--slurm", "--module", "m\rtouch", "--out-root", "{o}"],
+     "slurm.modules", "{o}"),
+    *[(f"run-slurm-{n}", "ntp_rl_run", [f"{{d}}/{n}.yaml", "--slurm", "--out-root", "{o}"], c, "{o}") for n, c in [
+        ("run_envkey", "slurm.env key 'A;touch injected' is not a shell variable name"), ("run_envval", "slurm.env.A"),
+        ("run_yamlpart", "slurm.partition"), ("run_module", "slurm.modules")]],
     ("run-gpus-float", "ntp_rl_run", ["{d}/ok.yaml", "--slurm", "--gpus", "1.5", "--out-root", "{o}"], "--gpus: invalid int value", "{o}"),
     ("run-no-spec", "ntp_rl_run", [], "give a parameter file", None),
     ("run-execute-not-prepared", "ntp_rl_run", ["--execute", "{d}/adir"], "holds no run.yaml", "{d}/adir"),
@@ -412,3 +444,219 @@ def test_stale_branch_is_set_aside(tmp_path):
     losses = {r["step"]: r["loss"] for r in rows if "loss" in r}
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4]  # every step once: none lost, none doubled
     assert losses == straight  # same checkpoint, same data order: the new branch retraces the old one exactly
+
+# ------------------------------------------------------------------ issue 25: damaged checkpoints, concurrent runs, partial runs
+def _damage(path:Path, how:str):
+    "Damage a (hard-linked) file as a crash, a bad disk or a careless copy would: random bytes, cut in half, or gone."
+    data = path.read_bytes(); path.unlink()
+    if how == "random": path.write_bytes(os.urandom(len(data)))
+    elif how == "truncated": path.write_bytes(data[:len(data) // 2])
+
+@pytest.mark.parametrize("name, how", [("random_states_0.pkl", "random"), ("model.safetensors", "truncated"),
+                                       ("optimizer.bin", "missing"), ("scheduler.bin", "random"), ("model.safetensors", "missing")])
+def test_damaged_checkpoint_is_refused(name, how, b, tmp_path, capsys):
+    "A damaged file of the newest checkpoint: the resume refuses in one line naming the file and the previous good checkpoint."
+    out = _link_copy(b/"train", tmp_path/"r")
+    f = out/"checkpoint-000002"/name
+    _damage(f, how)
+    before = _state(out)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e: cli.ntp_rl_train([*TRAIN, f"out_dir={out}", "resume=latest", "max_steps=3"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(visible_lines(err)) == 1, err
+    assert str(f) in err and "damaged" in err and f"resume={out/'checkpoint-000001'}" in err, err
+    assert _state(out) == before
+
+def test_corrupt_rng_state_refused_without_checksums(b, tmp_path, capsys):
+    "A checkpoint written before checksums existed: an RNG state that cannot be loaded is still an error, never a warning."
+    out = _link_copy(b/"train", tmp_path/"r")
+    for c in out.glob("checkpoint-*/checksums.json"): c.unlink()
+    _damage(out/"checkpoint-000002"/"random_states_0.pkl", "random")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e: cli.ntp_rl_train([*TRAIN, f"out_dir={out}", "resume=latest", "max_steps=3"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(visible_lines(err)) == 1 and "random_states_0.pkl" in err and "checkpoint-000001" in err, err
+
+_SLOW_TRAIN = """import sys, time
+from ntp_rl.trainer import NextTokenObjective, load_train_config, register_objective, train
+class Slow(NextTokenObjective):
+    def loss(self, lm, batch, ro):
+        time.sleep(0.4); return super().loss(lm, batch, ro)
+register_objective("slow-test", Slow)
+print(train(load_train_config(overrides=sys.argv[1:])))
+"""
+
+def _wait_for(path:Path, p:subprocess.Popen, limit:float=180):
+    t0 = time.time()
+    while not path.exists():
+        assert p.poll() is None, p.communicate()
+        assert time.time() - t0 < limit, f"{path} never appeared"
+        time.sleep(0.05)
+
+def test_two_trainers_one_out_dir(tmp_path, capsys):
+    "A second training run into an out_dir another process trains in fails at once, naming its pid; the first is untouched."
+    from ntp_rl.trainer import checkpoints, read_metrics
+    out = tmp_path/"r"
+    p = subprocess.Popen([sys.executable, "-c", _SLOW_TRAIN, *TRAIN, "objective=slow-test", f"out_dir={out}", "max_steps=8",
+                          "save_every=4"], env=_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(out/"metrics.jsonl", p)  # step 1 is written: the first run is under way
+        capsys.readouterr()
+        for extra in ([], ["resume=latest"]):
+            t0 = time.time()
+            with pytest.raises(SystemExit) as e: cli.ntp_rl_train([*TRAIN, f"out_dir={out}", "max_steps=8", *extra])
+            err = capsys.readouterr().err
+            assert e.value.code == 2 and len(visible_lines(err)) == 1 and f"pid {p.pid}" in err and str(out) in err, err
+            assert time.time() - t0 < 5  # at once: before the model or the data is loaded
+    finally: _, stderr = p.communicate(timeout=300)
+    assert p.returncode == 0, stderr[-2000:]
+    assert [r["step"] for r in read_metrics(out) if "loss" in r] == list(range(1, 9))
+    assert [c.name for c in checkpoints(out)] == ["checkpoint-000004", "checkpoint-000008"]
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["r"]  # the lock is gone with its run
+
+def _slow_notebook(dst:Path) -> Path:
+    "tiny_run.ipynb with a `sleep` parameter, so that a run is still executing when a second one starts."
+    nb = json.loads(NB.read_text())
+    for c in nb["cells"]:
+        if "parameters" in c["metadata"].get("tags", []): c["source"] = "".join(c["source"]) + "\nsleep = 0.0 # seconds\n"
+    nb["cells"].insert(-1, dict(cell_type="code", id="sleep", metadata={}, execution_count=None, outputs=[],
+                                source="import time; time.sleep(sleep)"))
+    dst.write_text(json.dumps(nb))
+    return dst
+
+def test_two_runs_one_folder(tmp_path, capsys):
+    "Two ntp_rl_run of one notebook and tag on one day: the second fails at once naming the first's pid; the first's results stay."
+    nb = _slow_notebook(tmp_path/"slow.ipynb")
+    spec = tmp_path/"s.yaml"; spec.write_text(f"notebook: {nb}\nparameters: {{x: 3, sleep: 4.0}}\n")
+    root = tmp_path/"runs"
+    p = subprocess.Popen(_cmd("ntp_rl_run") + [str(spec), "--out-root", str(root)], env=_env(), cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.time()
+        while not list(root.glob("*_slow_main/run.yaml")):
+            assert p.poll() is None and time.time() - t0 < 120, p.communicate()
+            time.sleep(0.05)
+        run_dir = next(root.glob("*_slow_main"))
+        before = (run_dir/"run.yaml").stat().st_ino
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as e: cli.ntp_rl_run([str(spec), "--out-root", str(root)])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and len(visible_lines(err)) == 1 and f"pid {p.pid}" in err and run_dir.name in err, err
+        assert (run_dir/"run.yaml").stat().st_ino == before  # not deleted and made again
+    finally: stdout, stderr = p.communicate(timeout=300)
+    assert p.returncode == 0 and "ok" in stdout, stderr[-2000:]
+    assert json.loads((run_dir/"metrics.json").read_text())["x2"] == 9 and (run_dir/"slow.ipynb").exists()
+    assert sorted(q.name for q in root.iterdir()) == [run_dir.name]  # no lock left behind
+
+def _small_corpus(tmp_path:Path) -> Path:
+    t = tmp_path/"docs.txt"
+    t.write_text("\n\n".join(f"Document {i} tells of the sea, the ship and the captain number {i}." for i in range(6)))
+    return t
+
+def test_partial_entropy_run_is_flagged(b, tmp_path, capsys):
+    "An entropy run killed after 2 of 3 shards: the viewer page, the export and the command say it is partial."
+    from ntp_rl.entropy import EntropyConfig, run_entropy, shard_path
+    from ntp_rl.viewer import export_page, serve
+    out = tmp_path/"e"
+    run_entropy(EntropyConfig(model="tiny-llama", data=str(_small_corpus(tmp_path)), window=32, device="cpu", out=str(out),
+                              shard_windows=2, plot_rows=1000), progress=False)
+    assert len(list(out.glob("shard-*.parquet"))) == 3
+    shard_path(out, 2).unlink(); (out/"summary.json").unlink()  # as a kill after the second shard leaves it
+    assert "partial run: 2 of 3 shards" in export_page(out, tmp_path/"p.html").read_text()
+    assert "partial" not in export_page(b/"ent", tmp_path/"full.html").read_text()
+    srv = serve(out, port=0, n=2)
+    try: page = urllib.request.urlopen(f"http://127.0.0.1:{srv.server_address[1]}/", timeout=10).read().decode()
+    finally: srv.shutdown(); srv.server_close()
+    assert "partial run: 2 of 3 shards" in page
+    capsys.readouterr()
+    cli.ntp_rl_view(["--entropies", str(out), "--export", str(tmp_path/"p2.html")])
+    err = capsys.readouterr().err
+    assert "warning" in err and "2 of 3 shards" in err, err
+
+def test_plot_rows_keeps_full_summary(tmp_path):
+    "--plot-rows samples what the plots read; summary.json's statistics are over every row, whatever --plot-rows says."
+    from ntp_rl.entropy import EntropyConfig, load_entropies, run_entropy
+    cfg = dict(model="tiny-llama", data=str(_small_corpus(tmp_path)), window=32, device="cpu", out=str(tmp_path/"e"), shard_windows=2)
+    full = run_entropy(EntropyConfig(**cfg, plot_rows=100_000), progress=False)
+    small = run_entropy(EntropyConfig(**cfg, plot_rows=1), progress=False)  # a rerun on the same folder, sampling one shard
+    h = load_entropies(tmp_path/"e")["entropy"].dropna()
+    stored = json.loads((tmp_path/"e"/"summary.json").read_text())
+    for s in (full, small, stored):
+        assert s["n_predicted"] == len(h) and s["mean_entropy"] == pytest.approx(float(h.mean()), rel=1e-6), s
+        assert s["median_entropy"] == pytest.approx(float(h.median()), rel=1e-6)
+    assert small["sampled_rows"] < full["sampled_rows"] == full["n_rows"]
+
+def test_slurm_values_are_quoted(tmp_path):
+    "Values that are safe but not plain words are quoted in the script; bash reads it back unchanged."
+    from ntp_rl.runs import SlurmConfig, slurm_script
+    cfg = SlurmConfig(job_name="my job", partition="gpu", env={"HF_HOME": "/scratch/a b"}, sbatch_args=["--comment=two words"])
+    s = slurm_script([tmp_path/"x y"], cfg, tmp_path, tmp_path/"logs")
+    assert "#SBATCH --job-name='my job'" in s and "#SBATCH --partition=gpu" in s and "#SBATCH '--comment=two words'" in s, s
+    assert "export HF_HOME='/scratch/a b'" in s
+    assert subprocess.run(["bash", "-n"], input=s, text=True).returncode == 0
+    from ntp_rl.core import safe_value
+    assert safe_value("ok name", "v") == "ok name" and safe_value("HF_HOME", "k", "env") == "HF_HOME"
+    for v, kind in [("x\ny", "text"), ("a\x00", "text"), ("1X", "env"), ("a=b", "env"), ("../x", "name"), ("", "name"), (".x", "name")]:
+        with pytest.raises(NtpRlError): safe_value(v, "v", kind)
+
+def test_sweep_cap_and_parameter_overrides(d, tmp_path, capsys):
+    "A 10^6-run grid is refused at once; --max-runs raises the cap; -p name value overrides a parameter (checked like the YAML)."
+    t0 = time.time()
+    with pytest.raises(SystemExit) as e: cli.ntp_rl_run([str(d/"run_bigsweep.yaml"), "--dry-run"])
+    assert e.value.code == 2 and time.time() - t0 < 2 and "--max-runs" in capsys.readouterr().err
+    spec = tmp_path/"s.yaml"; spec.write_text(f"notebook: {NB}\nsweep: {{grid: {{x: {list(range(110))}, scale: {list(range(100))}}}}}\n")
+    cli.ntp_rl_run([str(spec), "--dry-run", "--max-runs", "20000", "--out-root", str(tmp_path/"o")])
+    assert "11000 run(s) would execute" in capsys.readouterr().out
+    cli.ntp_rl_run([str(d/"ok.yaml"), "--dry-run", "-p", "x", "5", "-p", "name", "two words", "--param", "scale", "2.5e-1",
+                    "--out-root", str(tmp_path/"o")])
+    assert "{'x': 5, 'name': 'two words', 'scale': 0.25}" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e: cli.ntp_rl_run([str(spec), "--dry-run", "--max-runs", "20000", "-p", "x", "1"])
+    assert e.value.code == 2 and "x is swept" in capsys.readouterr().err
+    assert not (tmp_path/"o").exists()
+
+def _http(port:int, request:bytes) -> tuple[int, dict, bytes]:
+    "Send raw bytes to the viewer; return its status, headers and body."
+    s = socket.create_connection(("127.0.0.1", port), timeout=10); s.sendall(request)
+    data = b""
+    while chunk := s.recv(65536): data += chunk
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    return int(lines[0].split()[1]), {k.lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}, body
+
+def test_viewer_host_header_and_headers_on_every_response(b):
+    "Only loopback Host names are answered (DNS rebinding), unless --host names another; every response carries the headers."
+    from ntp_rl.viewer import serve
+    srv = serve(b/"ent", port=0, n=2)
+    port = srv.server_address[1]
+    try:
+        get = lambda host, path="/": _http(port, f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}", f"LOCALHOST:{port}"):
+            assert get(host)[0] == 200, host
+        for host in ("evil.example", f"evil.example:{port}", f"127.0.0.1.evil.example:{port}", ""):
+            code, _, body = get(host)
+            assert code == 421 and b"Host" in body, (host, code, body)
+        responses = [get("evil.example"), get(f"localhost:{port}", "/nope"), get(f"localhost:{port}", "/?sort=bogus"),
+                     _http(port, b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+                     _http(port, b"GARBAGE\r\n\r\n"), _http(port, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")]
+        assert [r[0] for r in responses][:5] == [421, 404, 400, 501, 400]
+        for code, h, _ in responses:
+            assert h.get("x-content-type-options") == "nosniff" and "frame-ancestors 'none'" in h.get("content-security-policy", ""), (code, h)
+    finally: srv.shutdown(); srv.server_close()
+    srv = serve(b/"ent", host="0.0.0.0", port=0, n=2)  # --host names every interface: other names are the user's choice
+    try: assert _http(srv.server_address[1], b"GET / HTTP/1.1\r\nHost: viewer.lab.example\r\nConnection: close\r\n\r\n")[0] == 200
+    finally: srv.shutdown(); srv.server_close()
+
+def test_two_entropy_runs_one_folder(tmp_path, capsys):
+    "An entropy run into a folder another process holds fails at once, naming that pid, and creates nothing."
+    out = tmp_path/"e"
+    code = f"import sys; from ntp_rl.core import lock_folder; lock_folder({str(out)!r}, 'entropy run'); print('held', flush=True); sys.stdin.read()"
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+    try:
+        assert p.stdout.readline() == "held\n"
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as e: cli.ntp_rl_entropy([*E[:-1], str(out), "--data", "verne", "--n-docs", "2"])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and len(visible_lines(err)) == 1 and f"is in use by another entropy run (pid {p.pid})" in err, err
+    finally: p.communicate("")
+    assert not out.exists()
