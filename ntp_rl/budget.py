@@ -418,9 +418,9 @@ class BudgetObjective(Objective):
 @dataclass
 class DiscoveryConfig(QuietStarConfig):
     "Quiet-STaR's estimators with 06's value estimates choosing where to think: no position labels reach the learner."
-    n_exploit: int = 8 # positions per window the estimates rank highest (among those whose net value Q − λ·T is positive)
+    n_exploit: int = 4 # positions per window the potential ranks highest (among those whose net value − λ·T is positive)
     n_explore: int = 8 # more positions per window drawn uniformly: every position stays tried, thinking or not
-    lam: float = 0.1 # price per thought token (nats) at which the estimates decide where to exploit
+    lam: float = 0.3 # price per thought token (nats) at which the potential decides where to exploit
     value_hidden: int = 64 # width of the value network's hidden layers
     value_layers: int = 2
     def __post_init__(self):
