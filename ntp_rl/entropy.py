@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_entropy.ipynb #6fb93f7e
 from __future__ import annotations
-import hashlib, json, math, os, re, shutil, sys, time, unicodedata
+import hashlib, json, math, os, shutil, sys, time, unicodedata
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
@@ -16,7 +16,7 @@ from .core import *
 from .data import *
 
 # %% auto #0
-__all__ = ['LN2', 'SCHEMA', 'COLUMNS', 'ENTROPY_BUSY', 'TOKEN_CLASSES', 'PLOTS', 'MAX_TOP_K', 'logits_entropy',
+__all__ = ['LN2', 'ENTROPY_BUCKETS', 'SCHEMA', 'COLUMNS', 'ENTROPY_BUSY', 'TOKEN_CLASSES', 'PLOTS', 'MAX_TOP_K', 'logits_entropy',
            'next_token_stats', 'TokenText', 'token_text', 'doc_windows', 'batch_stats', 'rows_table',
            'write_atomically', 'windows_hash', 'shard_path', 'compute_entropies', 'load_entropies', 'window_table',
            'load_vocab', 'run_info', 'shard_counts', 'token_class', 'entropy_summary', 'top_contexts', 'plot_entropy',
@@ -24,6 +24,7 @@ __all__ = ['LN2', 'SCHEMA', 'COLUMNS', 'ENTROPY_BUSY', 'TOKEN_CLASSES', 'PLOTS',
 
 # %% ../nbs/02_entropy.ipynb #47037520
 LN2 = math.log(2)
+ENTROPY_BUCKETS = {"easy": 0.5, "medium": 1.0, "hard": 1.5} # token difficulty: base entropy above these (nats; RPT's splits, nested)
 
 def logits_entropy(logits:torch.Tensor, # (..., V) logits, any float dtype; -inf marks a token that cannot occur
                    p:torch.Tensor|None=None, # softmax(logits) in fp32, if the caller has it already
@@ -61,7 +62,6 @@ def next_token_stats(logits:torch.Tensor, # (N, V) next-token logits, any float 
         out["rank"].append((lf > lt).sum(-1, dtype=torch.int32) + 1)
         out["topk_ids"].append(ti.int()); out["topk_probs"].append(tp / Z[:, None])
     return {k: torch.cat(v) for k, v in out.items()}
-
 
 # %% ../nbs/02_entropy.ipynb #63600070
 class TokenText:
