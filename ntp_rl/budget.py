@@ -17,7 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from .core import *
 from .thoughts import *
 from .quietstar import (advantages, masked_mean, ADVANTAGES, QuietStarConfig, QuietStarObjective, ThoughtScores,
-                               thought_gain, token_gains, scored_targets, policy_surrogate, draw_weights)
+                               thought_gain, token_gains, scored_targets, policy_surrogate, draw_weights, text_nll)
 from .entropy import ENTROPY_BUCKETS
 from .objective import Objective
 
@@ -372,13 +372,9 @@ def loss(self:BudgetObjective, lm, batch, rollout):
     ids, am = batch["input_ids"], batch["attention_mask"]
     c, real, vt0 = self.cfg, rollout["real"], rollout["vt"]
     vt = replay_variable_thoughts(lm, ids, am, vt0, c, self.marks, self.head)
-    # base next-token NLL at every position (the plain LM keeps learning)
-    m = target_mask(am).bool()
-    D = vt.base_hidden.shape[-1]
-    lp_next = token_logprobs(lm, vt.base_hidden[:, :-1].reshape(-1, D), ids[:, 1:].reshape(-1), self.marks).view(m.shape)
-    nll_base = masked_mean(-lp_next, m)
+    nll_base = text_nll(lm, vt.base_hidden, ids, am, self.marks)  # 05's base next-token NLL at every position (the plain LM keeps learning)
     B, P = vt.budgets.shape
-    z = lp_next.new_zeros(())
+    z = nll_base.new_zeros(())
     nll_mixed, nll_thought, thought_pg, n_chains = z, z, z, 0
     gains, targets, observed, rsum, rcnt = {}, {}, {}, z, 0
     for g in vt.groups:

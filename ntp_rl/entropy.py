@@ -149,15 +149,10 @@ def rows_table(windows:Windows, docs:torch.Tensor, first:int, stats:dict, text:T
         _lists(stats["topk_ids"], keep, pa.int32()), _lists(stats["topk_probs"], keep, pa.float32())], schema=SCHEMA)
 
 def write_atomically(table:pa.Table, path:Path):
-    "Write a parquet file to a temporary name, flush it to disk, then rename: readers see all of it or nothing."
-    path = Path(path); tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            pq.write_table(table, f, compression="zstd")
-            f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True); raise  # a full disk must not leave the temporary file holding the space
+    "Write a parquet file with 00's `atomic_write` (a temporary name, flushed, then renamed): readers see all of it or nothing."
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf, compression="zstd")  # one shard: small enough to hold in memory once more
+    return atomic_write(path, buf.getvalue().to_pybytes())
 
 # %% ../nbs/02_entropy.ipynb #94d48d78
 def _write_json(obj, path:Path):

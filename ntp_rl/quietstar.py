@@ -460,7 +460,7 @@ def distill_loss(student_logits:torch.Tensor, # (B, L, V) student next-token log
     else:
         logpi = torch.log_softmax(logits / cfg.logprob_temperature, -1).gather(-1, a).squeeze(-1)
         r = (nll_t - nll_s).detach().clamp(min=0)  # released: CE(teacher) − CE(student), clamped at 0
-    rl = masked_mean(-r * logpi, m)
+    rl = policy_surrogate(r, logpi, m)  # REINFORCE on the sampled token
     nll = masked_mean(nll_s, m)
     loss = cfg.kl_weight * kl + cfg.rl_weight * rl + cfg.nll_weight * nll
     return loss, dict(kl=kl, rl=rl, nll=nll, teacher_nll=masked_mean(nll_t, m), reward_mean=masked_mean(r, m))
