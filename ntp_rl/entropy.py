@@ -386,10 +386,10 @@ MAX_TOP_K = 1000 # more alternatives than this per position make shards of gigab
 @dataclass
 class EntropyConfig:
     "What `ntp_rl_entropy` scores and where the shards go."
-    model: str = "smollm2-135m" # built-in name, local folder or hub id
-    data: str = "wiki" # corpus name (wiki, gsm, shakespeare, verne) or a local .txt/.jsonl/.parquet file
-    out: str = "runs/entropy" # output folder (resumed if it holds shards of the same run)
-    n_docs: int|None = 200 # first n documents (None: all)
+    model: str = "smollm2-135m" # built-in name (smollm2-135m, tiny-llama, tiny-gpt2), model folder or hub id
+    data: str = "wiki" # corpus name (wiki, gsm, shakespeare, verne), a mixture (wiki+gsm) or a .txt/.jsonl/.json/.parquet file
+    out: str = "runs/entropy" # output folder; rerunning on it resumes (if it holds shards of the same run)
+    n_docs: int|None = 200 # first n documents (None, or 0 on the command line: all)
     window: int = 256 # tokens per window
     boundaries: str = "split" # split: one document per window (clean examples); pack: EOS-joined documents
     batch_size: int = 8 # windows per forward pass
@@ -398,7 +398,7 @@ class EntropyConfig:
     dtype: str = "float32" # model dtype: float32, bfloat16, float16, auto (statistics are always fp32)
     device: str = "auto" # auto, cpu, cuda, cuda:N
     seed: int = 0 # corpus generation seed (gsm)
-    text_field: str = "text" # text field of .jsonl/.parquet corpora
+    text_field: str = "text" # the text field of .jsonl/.json/.parquet files
     unit: str = "nats" # unit of the summary's and plots' entropies (shards always hold nats)
     plot_rows: int = 200_000 # plots and summary read at most this many rows (an evenly spaced sample beyond)
     def __post_init__(self):

@@ -239,7 +239,7 @@ def quietstar_loss(th:Thoughts, # a differentiable replay (`thought_forward`) wi
                       **(dict(top_thought_share=torch.tensor(top_thought_share(th.tokens, dw, pos))) if learn else {}))  # a filler cannot collapse
 
 
-# %% ../nbs/05_quietstar.ipynb #58ce5265
+# %% ../nbs/05_quietstar.ipynb #58ce5260
 def text_nll(lm, base_hidden:torch.Tensor, # (B, L, D) the text pass of the replay
              input_ids:torch.Tensor, attention_mask:torch.Tensor,
              marks:ThoughtMarks|None=None) -> torch.Tensor: # the thought markers: text never predicts them (their rows are out of the softmax)
@@ -269,6 +269,7 @@ def intermediate_thoughts(input_ids:torch.Tensor, tok, positions:torch.Tensor, m
     z = torch.where(inter >= 0, inter, marks.start)  # padding slots: any token (they are masked)
     return torch.stack([torch.full_like(z, marks.start), z, torch.full_like(z, marks.end)], -1)[:, None]
 
+# %% ../nbs/05_quietstar.ipynb #58ce5265
 class QuietStarObjective(Objective):
     "Quiet-STaR for the trainer: K thoughts at the placement's positions (no grad), replayed with gradient, scored, and learned by the chosen estimator."
     Config = QuietStarConfig
