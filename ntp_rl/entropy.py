@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_entropy.ipynb #6fb93f7e
 from __future__ import annotations
-import hashlib, json, math, os, shutil, sys, time, unicodedata
+import hashlib, json, math, shutil, sys, time, unicodedata
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
