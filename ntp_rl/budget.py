@@ -4,29 +4,32 @@
 
 # %% ../nbs/06_budget.ipynb #99107008
 from __future__ import annotations
-import argparse, html, json, math, sys, time
+import json, sys, time
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from fastcore.basics import patch
 from safetensors.torch import save_file, load_file
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from .core import *
 from .thoughts import *
 from .quietstar import (advantages, masked_mean, ADVANTAGES, QuietStarConfig, QuietStarObjective, ThoughtScores,
-                               thought_gain, draw_weights)
+                               thought_gain, token_gains, scored_targets, policy_surrogate, draw_weights, text_nll)
+from .entropy import ENTROPY_BUCKETS
 from .objective import Objective
 
 # %% auto #0
-__all__ = ['BUDGET_FILE', 'VALUES_FILE', 'ENTROPY_BUCKETS', 'BudgetConfig', 'BudgetValues', 'new_budget_values', 'net_rates',
-           'net_values', 'best_decisions', 'break_even_price', 'normalized_gain', 'token_gain_targets', 'value_loss',
-           'BudgetGroup', 'VariableThoughts', 'sample_variable_thoughts', 'replay_variable_thoughts',
-           'decision_positions', 'training_budgets', 'BudgetObjective', 'DiscoveryConfig', 'value_positions',
-           'marginal_gain', 'DiscoveryObjective', 'AdaptiveThinker', 'is_budget_model', 'save_budget_model',
-           'load_budget_model', 'AdaptiveGeneration', 'value_decide', 'generate_adaptive', 'budget_overlay',
-           'place_fixed', 'place_entropy', 'place_random', 'place_values', 'evaluate_placement', 'spearman',
-           'summarize_placement', 'think_adaptive', 'adaptive_page', 'explore_generation']
+__all__ = ['BUDGET_FILE', 'VALUES_FILE', 'BudgetConfig', 'BudgetValues', 'new_budget_values', 'net_rates', 'net_values',
+           'best_decisions', 'break_even_price', 'normalized_gain', 'token_gain_targets', 'value_loss', 'BudgetGroup',
+           'VariableThoughts', 'sample_variable_thoughts', 'replay_variable_thoughts', 'decision_positions',
+           'training_budgets', 'BudgetObjective', 'DiscoveryConfig', 'value_positions', 'marginal_gain',
+           'DiscoveryObjective', 'AdaptiveThinker', 'is_budget_model', 'save_budget_model', 'load_budget_model',
+           'AdaptiveGeneration', 'value_decide', 'generate_adaptive', 'budget_overlay', 'place_above', 'place_fixed',
+           'place_entropy', 'place_random', 'place_values', 'top_ranked', 'spearman', 'summarize_placement',
+           'evaluate_placement', 'think_adaptive', 'adaptive_page']
 
 # %% ../nbs/06_budget.ipynb #222f67fe
 @dataclass
@@ -175,16 +178,14 @@ def break_even_price(q:torch.Tensor, budgets:tuple) -> torch.Tensor: # (...,)
     return (q / b).flatten(-2).max(-1).values
 
 # %% ../nbs/06_budget.ipynb #b01ddbaf
-def normalized_gain(mixed_logprobs:torch.Tensor, # (B, K, P, A) log p of the look-ahead targets per thought (mixed or thought-conditioned)
+def normalized_gain(thought_logprobs:torch.Tensor, # (B, K, P, A) log p of the look-ahead targets per thought (mixed or thought-conditioned)
                     base_logprobs:torch.Tensor, # (B, P, A) log p_base of the same targets
                     valid:torch.Tensor, # (B, P, A) bool: a real target inside the window
                     lookaheads:torch.Tensor, # (B, P) look-ahead each position is judged on (<= A)
                    ) -> torch.Tensor: # (B, K, P)
-    "Mean log-likelihood gain of each thought per look-ahead token, over the first `lookaheads` valid targets (0 if none)."
-    A = mixed_logprobs.shape[-1]
-    use = valid & (torch.arange(A, device=valid.device) < lookaheads[..., None])  # (B, P, A)
-    gain = ((mixed_logprobs - base_logprobs[:, None]) * use[:, None]).sum(-1)
-    return gain / use.sum(-1).clamp(min=1)[:, None]
+    "05's `thought_gain` over the first `lookaheads` valid targets, per scored token (0 if none)."
+    n = scored_targets(valid, lookaheads).sum(-1).clamp(min=1)  # (B, P) targets scored
+    return thought_gain(thought_logprobs, base_logprobs, valid, lookaheads) / n[:, None]
 
 def token_gain_targets(token_gains:torch.Tensor, # (B, K, P, A) gain of each thought on each look-ahead token (nats)
                        valid:torch.Tensor, # (B, P, A) bool: a real target inside the window
@@ -245,6 +246,7 @@ def _group_layout(budgets:torch.Tensor, b:int):
     real = torch.arange(n, device=budgets.device) < sel.sum(-1, keepdim=True)
     return torch.where(real, order, torch.zeros_like(order)), real
 
+# %% ../nbs/06_budget.ipynb #3878ecd9
 def _check_decisions(input_ids, positions, budgets, lookaheads, cfg:BudgetConfig):
     B, L = input_ids.shape
     check(positions.shape == budgets.shape == lookaheads.shape and positions.shape[0] == B,
@@ -306,7 +308,7 @@ def decision_positions(attention_mask:torch.Tensor, n:int=0) -> tuple[torch.Tens
     "(B, P) positions that have a next real token (n > 0: a random n of them, sorted) and a (B, P) mask of real ones."
     B, L = attention_mask.shape
     has_next = torch.zeros_like(attention_mask, dtype=torch.bool)
-    has_next[:, :-1] = attention_mask[:, 1:].bool() & attention_mask[:, :-1].bool()
+    has_next[:, :-1] = target_mask(attention_mask).bool()
     if n and n < L - 1:
         score = torch.rand(B, L, device=attention_mask.device) + has_next * 2.0  # positions with a next token first, random order
         pos = score.topk(n, -1).indices.sort(-1).values
@@ -356,63 +358,63 @@ class BudgetObjective(Objective):
     def decision_gain(self, g:BudgetGroup) -> torch.Tensor:
         "Gain of each thought of a group on each look-ahead token, (B, K, Pg, A), detached: what the value estimates are fit on."
         th = g.thoughts
-        return (th.mixed_logprobs - th.base_logprobs[:, None]).detach()  # the mixed prediction: what inference emits from
-    def loss(self, lm, batch, rollout):
-        ids, am = batch["input_ids"], batch["attention_mask"]
-        c, real, vt0 = self.cfg, rollout["real"], rollout["vt"]
-        vt = replay_variable_thoughts(lm, ids, am, vt0, c, self.marks, self.head)
-        # base next-token NLL at every position (the plain LM keeps learning)
-        m = (am[:, 1:] * am[:, :-1]).bool()
-        D = vt.base_hidden.shape[-1]
-        lp_next = token_logprobs(lm, vt.base_hidden[:, :-1].reshape(-1, D), ids[:, 1:].reshape(-1), self.marks).view(m.shape)
-        nll_base = masked_mean(-lp_next, m)
-        B, P = vt.budgets.shape
-        z = lp_next.new_zeros(())
-        nll_mixed, nll_thought, thought_pg, n_chains = z, z, z, 0
-        gains, targets, observed, rsum, rcnt = {}, {}, {}, z, 0
-        for g in vt.groups:
-            th = g.thoughts
-            la = vt.lookaheads.gather(1, g.index)  # (B, Pg): the largest horizon everywhere
-            gk = gains[g.budget] = self.thought_gain(g, la)  # (B, K, Pg)
-            use = th.valid & g.real[..., None]  # (B, Pg, A)
-            n = int(g.real.sum()) * c.n_thoughts
-            nll_mixed = nll_mixed + masked_mean(-th.mixed_logprobs, use[:, None]) * n
-            nll_thought = nll_thought + masked_mean(-th.lookahead_logprobs, use[:, None]) * n  # unmixed: learns at w = 0
-            if g.budget > 2:
-                adv = advantages(gk, c.advantage)
-                thought_pg = thought_pg + masked_mean(-adv * th.logprobs.sum(-1), g.real[:, None].expand_as(adv)) * n
-            targets[g.budget], observed[g.budget] = token_gain_targets(self.decision_gain(g), use, c.max_horizon)  # (B, Pg, A)
-            rsum, rcnt = rsum + (gk * g.real[:, None]).sum(), rcnt + n
-            n_chains += n
-        nll_mixed, nll_thought, thought_pg = (x / max(n_chains, 1) for x in (nll_mixed, nll_thought, thought_pg))
-        d = self.values.token_values(rollout["h"])  # (B, P, nb-1, A) per-token estimates
-        if vt.groups:
-            tgt = vt.scatter(lambda g: targets[g.budget].transpose(1, 2)).transpose(1, 2)  # (B, P, A)
-            obs = vt.scatter(lambda g: observed[g.budget].transpose(1, 2).float()).transpose(1, 2).bool() & real[..., None]
-            vl = value_loss(d, rollout["budget_idx"], tgt, obs)
-            gain = tgt.sum(-1) / c.max_horizon  # (B, P) mixed gain per token on the largest horizon
-        else: vl, obs, gain = z, torch.zeros(B, P, c.max_horizon, dtype=torch.bool, device=ids.device), z.expand(B, P)
-        loss = (c.base_loss_weight * nll_base + (1 - c.base_loss_weight) * nll_mixed + c.thought_nll_weight * nll_thought
-                + c.thought_weight * thought_pg + c.value_weight * vl)
-        with torch.no_grad():
-            self.values.observe(rollout["h"][real])  # the training states `token_value` averages over
-            q = self.values.horizon_values(d.detach())  # (B, P, nb-1, na)
-            rho = self.values.token_value(c.lam)
-            bud_at, hor_at = best_decisions(q, c.lam, c.budgets, c.lookaheads, rho)  # where the estimates would think at cfg.lam
-            lam_star = break_even_price(q, c.budgets)
-        mix = [masked_mean(g.thoughts.mix_weights, g.real[:, None, :, None].expand_as(g.thoughts.mix_weights)) for g in vt.groups]
-        return loss, dict(nll_base=nll_base, nll_mixed=nll_mixed, nll_thought=nll_thought, thought_pg=thought_pg, value_loss=vl,
-                          value_mean=masked_mean(q.amax((-1, -2)), real), token_value=torch.tensor(rho), gain_mean=masked_mean(gain, obs[..., -1]),
-                          reward_mean=rsum / max(rcnt, 1),
-                          think_rate=masked_mean((bud_at > 0).float(), real), thought_tokens=masked_mean(bud_at.float(), real),
-                          horizon_mean=masked_mean(hor_at.float(), real & (bud_at > 0)), break_even_lam=masked_mean(lam_star, real),
-                          train_thought_tokens=masked_mean(vt.budgets.float(), real), mix_weight=torch.stack(mix).mean() if mix else z,
-                          chain_tokens=torch.tensor(float(rollout["rollout_tokens"] + vt.chain_tokens)))
+        return token_gains(th.mixed_logprobs, th.base_logprobs).detach()  # the mixed prediction: what inference emits from
     def save_extras(self, lm, path:Path):
         "A thinking-model folder (thought_len = the largest budget) plus the value estimator and its config."
         th = Thinker(lm, self.tok, self.cfg.thought_config(self.cfg.max_budget, self.cfg.max_horizon), self.marks, self.head)
         self.markers.write_to(lm)
         save_budget_model(th, self.values, self.cfg, path)
+
+# %% ../nbs/06_budget.ipynb #2832dcbf
+@patch
+def loss(self:BudgetObjective, lm, batch, rollout):
+    "One replay of every group's chains; the base, mixed and thought NLLs, REINFORCE within each budget, the value regression."
+    ids, am = batch["input_ids"], batch["attention_mask"]
+    c, real, vt0 = self.cfg, rollout["real"], rollout["vt"]
+    vt = replay_variable_thoughts(lm, ids, am, vt0, c, self.marks, self.head)
+    nll_base = text_nll(lm, vt.base_hidden, ids, am, self.marks)  # 05's base next-token NLL at every position (the plain LM keeps learning)
+    B, P = vt.budgets.shape
+    z = nll_base.new_zeros(())
+    nll_mixed, nll_thought, thought_pg, n_chains = z, z, z, 0
+    gains, targets, observed, rsum, rcnt = {}, {}, {}, z, 0
+    for g in vt.groups:
+        th = g.thoughts
+        la = vt.lookaheads.gather(1, g.index)  # (B, Pg): the largest horizon everywhere
+        gk = gains[g.budget] = self.thought_gain(g, la)  # (B, K, Pg)
+        use = th.valid & g.real[..., None]  # (B, Pg, A)
+        n = int(g.real.sum()) * c.n_thoughts
+        nll_mixed = nll_mixed + masked_mean(-th.mixed_logprobs, use[:, None]) * n
+        nll_thought = nll_thought + masked_mean(-th.lookahead_logprobs, use[:, None]) * n  # unmixed: learns at w = 0
+        if g.budget > 2:
+            adv = advantages(gk, c.advantage)
+            thought_pg = thought_pg + policy_surrogate(adv, th.logprobs.sum(-1), g.real[:, None].expand_as(adv)) * n
+        targets[g.budget], observed[g.budget] = token_gain_targets(self.decision_gain(g), use, c.max_horizon)  # (B, Pg, A)
+        rsum, rcnt = rsum + (gk * g.real[:, None]).sum(), rcnt + n
+        n_chains += n
+    nll_mixed, nll_thought, thought_pg = (x / max(n_chains, 1) for x in (nll_mixed, nll_thought, thought_pg))
+    d = self.values.token_values(rollout["h"])  # (B, P, nb-1, A) per-token estimates
+    if vt.groups:
+        tgt = vt.scatter(lambda g: targets[g.budget].transpose(1, 2)).transpose(1, 2)  # (B, P, A)
+        obs = vt.scatter(lambda g: observed[g.budget].transpose(1, 2).float()).transpose(1, 2).bool() & real[..., None]
+        vl = value_loss(d, rollout["budget_idx"], tgt, obs)
+        gain = tgt.sum(-1) / c.max_horizon  # (B, P) mixed gain per token on the largest horizon
+    else: vl, obs, gain = z, torch.zeros(B, P, c.max_horizon, dtype=torch.bool, device=ids.device), z.expand(B, P)
+    loss = (c.base_loss_weight * nll_base + (1 - c.base_loss_weight) * nll_mixed + c.thought_nll_weight * nll_thought
+            + c.thought_weight * thought_pg + c.value_weight * vl)
+    with torch.no_grad():
+        self.values.observe(rollout["h"][real])  # the training states `token_value` averages over
+        q = self.values.horizon_values(d.detach())  # (B, P, nb-1, na)
+        rho = self.values.token_value(c.lam)
+        bud_at, hor_at = best_decisions(q, c.lam, c.budgets, c.lookaheads, rho)  # where the estimates would think at cfg.lam
+        lam_star = break_even_price(q, c.budgets)
+    mix = [masked_mean(g.thoughts.mix_weights, g.real[:, None, :, None].expand_as(g.thoughts.mix_weights)) for g in vt.groups]
+    return loss, dict(nll_base=nll_base, nll_mixed=nll_mixed, nll_thought=nll_thought, thought_pg=thought_pg, value_loss=vl,
+                      value_mean=masked_mean(q.amax((-1, -2)), real), token_value=torch.tensor(rho), gain_mean=masked_mean(gain, obs[..., -1]),
+                      reward_mean=rsum / max(rcnt, 1),
+                      think_rate=masked_mean((bud_at > 0).float(), real), thought_tokens=masked_mean(bud_at.float(), real),
+                      horizon_mean=masked_mean(hor_at.float(), real & (bud_at > 0)), break_even_lam=masked_mean(lam_star, real),
+                      train_thought_tokens=masked_mean(vt.budgets.float(), real), mix_weight=torch.stack(mix).mean() if mix else z,
+                      chain_tokens=torch.tensor(float(rollout["rollout_tokens"] + vt.chain_tokens)))
 
 # %% ../nbs/06_budget.ipynb #fa4cff7f
 @dataclass
@@ -477,7 +479,7 @@ class DiscoveryObjective(QuietStarObjective):
         c = self.cfg
         with torch.no_grad():
             q = self.potential(text_pass(lm, ids, am).hidden)[..., 0, 0] - c.lam * c.thought_len  # (B, L): best gain − λ·T
-        has_next = torch.zeros_like(am, dtype=torch.bool); has_next[:, :-1] = (am[:, 1:] * am[:, :-1]).bool()
+        has_next = torch.zeros_like(am, dtype=torch.bool); has_next[:, :-1] = target_mask(am).bool()
         g = torch.Generator(device=ids.device).manual_seed(int(torch.randint(0, 2**31 - 1, ()).item()))  # the global (resumable) RNG
         pos, real, explored = value_positions(q.masked_fill(~has_next, float("-inf")), c.n_exploit, c.n_explore, g)
         return self.thoughts_at(lm, batch, pos, real) | dict(explored=explored)
@@ -505,7 +507,6 @@ class DiscoveryObjective(QuietStarObjective):
         "A budget-model folder: the thinking model and the value estimates (`load_budget_model`, `ntp_rl_think --adaptive`)."
         self.markers.write_to(lm)
         save_budget_model(Thinker(lm, self.tok, self.tcfg, self.marks, self.head), self.values, self.cfg.budget_config(), path)
-
 
 # %% ../nbs/06_budget.ipynb #004c186d
 BUDGET_FILE, VALUES_FILE = "budget.json", "budget_values.safetensors"
@@ -615,23 +616,64 @@ def budget_overlay(gen:AdaptiveGeneration) -> list[dict]:
     return out
 
 # %% ../nbs/06_budget.ipynb #163ae9a3
+def place_above(score, # (entropy (B, P), hidden (B, P, D), lam) -> (B, P) score of thinking there
+                T:int, threshold:float):
+    "The one-budget placement: budget T where `score` exceeds `threshold`, else 0."
+    return lambda ent, h, lam: torch.where(score(ent, h, lam) > threshold, T, 0)
+
 def place_fixed(T:int):
     "Budget T at every position (T = 0: no thoughts)."
-    return lambda ent, h, lam: torch.full_like(ent, T, dtype=torch.long)
+    return place_above(lambda ent, h, lam: torch.zeros_like(ent), T, -1.0)
 
 def place_entropy(T:int, threshold:float):
     "Budget T where the base entropy exceeds `threshold` (nats), else 0."
-    return lambda ent, h, lam: torch.where(ent > threshold, T, 0)
+    return place_above(lambda ent, h, lam: ent, T, threshold)
 
 def place_random(T:int, rate:float, seed:int=0):
     "Budget T at a random `rate` of positions, else 0."
     g = torch.Generator().manual_seed(seed)
-    return lambda ent, h, lam: torch.where(torch.rand(ent.shape, generator=g).to(ent.device) < rate, T, 0)
+    return place_above(lambda ent, h, lam: -torch.rand(ent.shape, generator=g).to(ent.device), T, -rate)  # u < rate
 
 def place_values(values:BudgetValues):
     "The budget the value estimates choose at the evaluation's λ (`best_decisions`, ρ = `token_value(λ)`)."
     return lambda ent, h, lam: values.decisions(h, lam)[0]
 
+def top_ranked(score:np.ndarray, # (N,) higher: think there first
+               n:int, # how many positions think
+               tie:np.ndarray, # (N,) the order among equal scores, higher first
+              ) -> np.ndarray: # (N,) bool
+    "Think at the n positions of highest `score`: placements compared at exactly the same rate (07a's `placement_mask`)."
+    think = np.zeros(len(score), dtype=bool)
+    think[np.lexsort((-np.asarray(tie), -np.asarray(score)))[:n]] = True
+    return think
+
+# %% ../nbs/06_budget.ipynb #163ae9b1
+def spearman(x:torch.Tensor, y:torch.Tensor) -> float:
+    "Spearman rank correlation (average ranks for ties); nan when either side is constant."
+    def rank(v):
+        s, i = v.double().sort()
+        r = torch.empty_like(s); r[i] = torch.arange(len(v), dtype=torch.float64)
+        _, inv, counts = torch.unique(s, return_inverse=True, return_counts=True)
+        mean_r = torch.zeros(len(counts), dtype=torch.float64).index_add_(0, inv, torch.arange(len(v), dtype=torch.float64)) / counts
+        return mean_r[inv][i.argsort()]
+    if len(x) < 2 or x.unique().numel() < 2 or y.unique().numel() < 2: return float("nan")
+    rx, ry = rank(x), rank(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    return float((rx * ry).sum() / (rx.norm() * ry.norm()))
+
+def summarize_placement(r:dict) -> dict:
+    "NLL overall and by entropy bucket, mean thought tokens per position, fraction at 0, Spearman(budget, entropy), speed."
+    e, b = r["entropy"], r["budget"]
+    s = dict(nll_lookahead=float(r["nll_lookahead"].mean()), nll_next=float(r["nll_next"].mean()),
+             thought_tokens=float(b.mean()), frac_zero=float((b == 0).float().mean()), spearman_budget_entropy=spearman(b, e),
+             tokens_per_s=r["text_tokens"] / max(r["seconds"], 1e-9), positions=len(b))
+    for name, t in ENTROPY_BUCKETS.items():  # 02_entropy's difficulty buckets
+        sel = e > t
+        s[f"nll_next_{name}"] = float(r["nll_next"][sel].mean()) if sel.any() else float("nan")
+        s[f"frac_{name}"] = float(sel.float().mean())
+    return s
+
+# %% ../nbs/06_budget.ipynb #163ae9b0
 @torch.no_grad()
 def evaluate_placement(th:Thinker, windows, # `Windows` to score
                        place, # placement: (entropy (B,P), hidden (B,P,D), lam) -> budgets (B,P)
@@ -672,33 +714,6 @@ def evaluate_placement(th:Thinker, windows, # `Windows` to score
     model.train(was)
     out = {k: torch.cat(v) for k, v in rows.items()}
     return dict(**out, seconds=time.perf_counter() - t0, text_tokens=n_tok)
-
-def spearman(x:torch.Tensor, y:torch.Tensor) -> float:
-    "Spearman rank correlation (average ranks for ties); nan when either side is constant."
-    def rank(v):
-        s, i = v.double().sort()
-        r = torch.empty_like(s); r[i] = torch.arange(len(v), dtype=torch.float64)
-        _, inv, counts = torch.unique(s, return_inverse=True, return_counts=True)
-        mean_r = torch.zeros(len(counts), dtype=torch.float64).index_add_(0, inv, torch.arange(len(v), dtype=torch.float64)) / counts
-        return mean_r[inv][i.argsort()]
-    if len(x) < 2 or x.unique().numel() < 2 or y.unique().numel() < 2: return float("nan")
-    rx, ry = rank(x), rank(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    return float((rx * ry).sum() / (rx.norm() * ry.norm()))
-
-ENTROPY_BUCKETS = (("easy", 0.5), ("medium", 1.0), ("hard", 1.5)) # base entropy above these (nats), as RPT's splits
-
-def summarize_placement(r:dict) -> dict:
-    "NLL overall and by entropy bucket, mean thought tokens per position, fraction at 0, Spearman(budget, entropy), speed."
-    e, b = r["entropy"], r["budget"]
-    s = dict(nll_lookahead=float(r["nll_lookahead"].mean()), nll_next=float(r["nll_next"].mean()),
-             thought_tokens=float(b.mean()), frac_zero=float((b == 0).float().mean()), spearman_budget_entropy=spearman(b, e),
-             tokens_per_s=r["text_tokens"] / max(r["seconds"], 1e-9), positions=len(b))
-    for name, t in ENTROPY_BUCKETS:
-        sel = e > t
-        s[f"nll_next_{name}"] = float(r["nll_next"][sel].mean()) if sel.any() else float("nan")
-        s[f"frac_{name}"] = float(sel.float().mean())
-    return s
 
 # %% ../nbs/06_budget.ipynb #9ffdb393
 def think_adaptive(model:str="smollm2-135m", # a budget-model folder (a checkpoint's model/), a thinking-model folder, or a model name
@@ -754,21 +769,3 @@ def adaptive_page(gens:list[AdaptiveGeneration], # generations to show, one sect
         examples.append(dict(rows=rows, overlay=[_hover(o) for o in ov], title=g.prompt,
                              meta=dict(thought_tokens_per_token=round(g.thought_tokens_per_token, 2))))
     return render_page(examples, title=title, info="shade: base-model entropy (nats) · orange bar: thought budget · hover: the thought")
-
-def explore_generation(gen:AdaptiveGeneration):
-    "An ipywidgets view of one adaptive generation: the overlay page, and the selected token's budget, horizon, serving thought and entropy."
-    import ipywidgets as W
-    from ntp_rl.viewer import render_tokens, CSS
-    ov = budget_overlay(gen)
-    rows = [dict(token=o["token"], entropy=o["entropy"]) for o in ov]
-    sel = W.BoundedIntText(value=0, min=0, max=max(0, len(rows) - 1), description="token #")
-    text, detail = W.HTML(), W.HTML()
-    def draw(*_):
-        i = sel.value
-        text.value = f"<style>{CSS}</style>" + render_tokens(rows, [_hover(o) for o in ov], selected=i)
-        o = ov[i] if ov else dict(token=None, budget=0, horizon=0, served_by=-1, entropy=float("nan"), thought="")
-        served = f"served by the thought before token {o['served_by']}" if o["served_by"] >= 0 else "no thought"
-        detail.value = html.escape(f"{o['token']!r}: budget {o['budget']}, horizon {o['horizon']}, {served}, "
-                                   f"entropy {o['entropy']:.2f} nats, thought [{o['thought']}]")
-    sel.observe(draw, "value"); draw()
-    return W.VBox([sel, text, detail])

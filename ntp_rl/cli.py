@@ -4,13 +4,13 @@
 
 # %% ../nbs/10_cli.ipynb #08ebdfad
 from __future__ import annotations
-import argparse, ipaddress, json, signal, sys, threading
+import ipaddress, json, signal, sys, threading
 from pathlib import Path
 from .core import *
 
 # %% auto #0
-__all__ = ['ntp_rl_prepare', 'ntp_rl_prepare_twohop', 'ntp_rl_entropy', 'ntp_rl_view', 'ntp_rl_think', 'ntp_rl_train',
-           'ntp_rl_curriculum', 'ntp_rl_run', 'ntp_rl_collect', 'ntp_rl_main']
+__all__ = ['ntp_rl_prepare', 'ntp_rl_prepare_twohop', 'config_parser', 'ntp_rl_entropy', 'ntp_rl_view', 'ntp_rl_think',
+           'ntp_rl_train', 'ntp_rl_curriculum', 'ntp_rl_run', 'ntp_rl_collect', 'ntp_rl_main']
 
 # %% ../nbs/10_cli.ipynb #274d1cf9
 def ntp_rl_prepare(argv:list[str]|None=None):
@@ -38,23 +38,21 @@ def ntp_rl_prepare_twohop(argv:list[str]|None=None):
 
 
 # %% ../nbs/10_cli.ipynb #bcdd1f47
+def config_parser(prog:str, description:str, module:str, # the ntp_rl module that defines the config, e.g. "entropy"
+                  cls:str, # the config dataclass in it
+                 ) -> CliParser:
+    "A parser with one `--field-name` option per field of a config dataclass: type, default and help read from its source (09's `declared_parameters`), so `--help` imports nothing heavy."
+    from importlib.util import find_spec
+    from ntp_rl.runs import declared_parameters
+    p = CliParser(prog, description)
+    for f in declared_parameters(Path(find_spec(f"ntp_rl.{module}").origin).read_text(), cls).values():
+        typ = (f.type or "str").split("|")[0]  # int|None: an int on the command line
+        p.add_argument("--" + f.name.replace("_", "-"), type=dict(int=int, float=float).get(typ, str), default=f.default, help=f.help)
+    return p
+
 def _entropy_parser() -> CliParser:
-    p = CliParser("ntp_rl_entropy", "Per-token entropies of a corpus under a model, as parquet shards a rerun resumes.")
-    p.add_argument("--model", default="smollm2-135m", help="built-in name (smollm2-135m, tiny-llama, tiny-gpt2), model folder or hub id")
-    p.add_argument("--data", default="wiki", help="corpus name (wiki, gsm, shakespeare, verne), a mixture (wiki+gsm) or a .txt/.jsonl/.json/.parquet file")
-    p.add_argument("--out", default="runs/entropy", help="output folder; rerunning on it resumes")
-    p.add_argument("--n-docs", type=int, default=200, help="first n documents (0: all)")
-    p.add_argument("--window", type=int, default=256, help="tokens per window")
-    p.add_argument("--boundaries", default="split", help="split: one document per window; pack: EOS-joined documents")
-    p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
-    p.add_argument("--top-k", type=int, default=5, help="alternatives kept per position")
-    p.add_argument("--shard-windows", type=int, default=256, help="windows per parquet shard")
-    p.add_argument("--dtype", default="float32", help="model dtype: float32, bfloat16, float16 or auto (statistics are always fp32)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--seed", type=int, default=0, help="corpus generation seed (gsm)")
-    p.add_argument("--text-field", default="text", help="the text field of .jsonl/.json/.parquet files")
-    p.add_argument("--unit", default="nats", help="unit of the summary and plots: nats or bits (shards always hold nats)")
-    p.add_argument("--plot-rows", type=int, default=200_000, help="plots and summary read at most this many rows")
+    p = config_parser("ntp_rl_entropy", "Per-token entropies of a corpus under a model, as parquet shards a rerun resumes.",
+                      "entropy", "EntropyConfig")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 

@@ -5,20 +5,19 @@
 # %% ../nbs/00_core.ipynb #de1faf7f
 from __future__ import annotations
 import argparse, contextlib, copy, errno, fcntl, hashlib, importlib.util, json, math, os, random, re, shutil, socket, sys, tempfile, time
-from dataclasses import dataclass, field, fields, asdict, MISSING
+from dataclasses import dataclass, fields, MISSING
 from pathlib import Path
 import yaml
-
 
 # %% auto #0
 __all__ = ['DEVICES', 'BOUNDARIES', 'DEFAULT_MODEL', 'BUILT_MODELS', 'GLIBC_MMAP_MAX', 'ARCHS', 'TINY_MODELS', 'NtpRlError',
            'check', 'error_message', 'debug_enabled', 'run_cli', 'CliParser', 'seed_everything', 'pick_device',
-           'bf16_supported', 'pick_dtype', 'check_fields', 'safe_value', 'ModelConfig', 'DataConfig', 'cache_dir',
-           'file_lock', 'lock_folder', 'unlock_folder', 'holding_folder', 'build_atomically', 'read_text', 'yaml_value',
-           'read_yaml', 'read_json', 'atomic_write', 'check_writable', 'file_sha256', 'smollm2_gguf',
-           'default_model_dir', 'prepare_default_model', 'hub_reachable', 'built_model_dir', 'resolve_model',
-           'keep_freed_cpu_memory', 'load_model', 'default_tokenizer', 'tiny_config', 'tiny_model', 'token_nll',
-           'perplexity']
+           'bf16_supported', 'pick_dtype', 'fits_type', 'check_fields', 'safe_value', 'ModelConfig', 'dotted',
+           'DataConfig', 'cache_dir', 'file_lock', 'lock_folder', 'unlock_folder', 'holding_folder', 'build_atomically',
+           'read_text', 'yaml_value', 'read_yaml', 'read_json', 'atomic_write', 'check_writable', 'file_sha256',
+           'smollm2_gguf', 'default_model_dir', 'prepare_default_model', 'hub_reachable', 'built_model_dir',
+           'resolve_model', 'keep_freed_cpu_memory', 'load_model', 'default_tokenizer', 'tiny_config', 'tiny_model',
+           'target_mask', 'token_nll', 'perplexity']
 
 # %% ../nbs/00_core.ipynb #5a39bba9
 def _transformers():
@@ -161,8 +160,9 @@ def pick_dtype(dtype:str|torch.dtype="float32", # "float32", "bfloat16", "float1
 # %% ../nbs/00_core.ipynb #b4ae5e5d
 _TYPES = dict(int=int, float=(int, float), str=str, bool=bool, list=(list, tuple), tuple=(list, tuple), dict=dict)
 
-def _type_ok(annotation:str, v) -> bool:
-    "Whether `v` fits an annotation such as `int`, `float`, `str|None`, `tuple`; types we do not know accept anything."
+def fits_type(annotation:str, # a declared type as text: `int`, `float`, `str|None`, `list[int]`, `Optional[str]`
+              v) -> bool:
+    "Whether `v` fits the annotation (a bool is not a number, an int is a float); types we do not know accept anything."
     for t in re.sub(r"Optional\[(.*)\]", r"\1|None", annotation).split("|"):
         t = t.strip().split("[")[0]
         if t == "None":
@@ -179,9 +179,8 @@ def check_fields(obj):
     for f in fields(obj):
         v, ann = getattr(obj, f.name), f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         default = f" (default {f.default!r})" if f.default is not MISSING else ""
-        check(_type_ok(ann, v), f"{cls}.{f.name}={v!r} is {_a(type(v).__name__)}, but {cls}.{f.name} takes {ann}{default}")
+        check(fits_type(ann, v), f"{cls}.{f.name}={v!r} is {_a(type(v).__name__)}, but {cls}.{f.name} takes {ann}{default}")
         check(not isinstance(v, float) or math.isfinite(v), f"{cls}.{f.name}={v!r} is not a finite number; give a finite value{default}")
-
 
 # %% ../nbs/00_core.ipynb #9f48d64c
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0 and C1 controls (newline, CR, escape, NUL...) and Unicode line breaks
@@ -224,6 +223,15 @@ class ModelConfig:
               f"ModelConfig.device={self.device!r}; use auto, cpu, cuda or cuda:N")
         check(self.attn_implementation in ("sdpa", "eager"),
               f"ModelConfig.attn_implementation={self.attn_implementation!r}; use 'sdpa' or 'eager'")
+
+# %% ../nbs/00_core.ipynb #d0773d01
+def dotted(d:dict, prefix:str="") -> dict:
+    "A nested dict as dotted keys, {'data': {'window': 64}} -> {'data.window': 64}; an empty dict is kept as a value."
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v: out.update(dotted(v, f"{prefix}{k}."))
+        else: out[f"{prefix}{k}"] = v
+    return out
 
 # %% ../nbs/00_core.ipynb #3098b138
 BOUNDARIES = ("pack", "split") # pack: documents joined by EOS, windows cross them; split: windows never cross a document
@@ -625,6 +633,12 @@ def tiny_model(arch:str="llama", # llama or gpt2
     model = AutoModelForCausalLM.from_config(copy.deepcopy(cfg), attn_implementation=attn_implementation)
     return model.eval(), tok
 
+# %% ../nbs/00_core.ipynb #2f9bd7d0
+def target_mask(attention_mask:torch.Tensor, # (B, L), 1 = real token, 0 = padding
+               ) -> torch.Tensor: # (B, L-1), the mask's dtype
+    "Which next-token targets count: 1 where the target x[t+1] and the token x[t] that predicts it are both real."
+    return attention_mask[:, 1:] * attention_mask[:, :-1]
+
 # %% ../nbs/00_core.ipynb #2f9bd7df
 def token_nll(logits:torch.Tensor, # (B, L, V) next-token logits
               input_ids:torch.Tensor, # (B, L)
@@ -635,7 +649,7 @@ def token_nll(logits:torch.Tensor, # (B, L, V) next-token logits
     lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, L-1, V)
     nll = -lp.gather(-1, input_ids[:, 1:, None]).squeeze(-1)  # (B, L-1)
     if attention_mask is None: return nll
-    return nll * (attention_mask[:, 1:] * attention_mask[:, :-1]).to(nll.dtype)
+    return nll * target_mask(attention_mask).to(nll.dtype)
 
 # %% ../nbs/00_core.ipynb #fcda208b
 def perplexity(model:PreTrainedModel, tok:PreTrainedTokenizerBase, texts:str|list[str], batch_size:int=8) -> float:
@@ -648,5 +662,5 @@ def perplexity(model:PreTrainedModel, tok:PreTrainedTokenizerBase, texts:str|lis
         with torch.no_grad(): logits = model(**enc).logits  # (B, L, V)
         mask = enc.attention_mask
         nll = token_nll(logits, enc.input_ids, mask)
-        tot += nll.sum().item(); n += (mask[:, 1:] * mask[:, :-1]).sum().item()
+        tot += nll.sum().item(); n += target_mask(mask).sum().item()
     return math.exp(tot / n)

@@ -259,7 +259,7 @@ def windows_nll(model, # a causal LM
     for b in tqdm(batches, total=-(-len(windows)//batch_size), desc=desc, disable=desc is None):
         nll = token_nll(model(**b).logits, b["input_ids"], b["attention_mask"])  # (B, L-1)
         m = b["attention_mask"]
-        tot += nll.sum().item(); n += int((m[:, 1:] * m[:, :-1]).sum())
+        tot += nll.sum().item(); n += int(target_mask(m).sum())
     return tot / n
 
 # %% ../nbs/01_data.ipynb #441a5273

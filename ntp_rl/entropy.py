@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_entropy.ipynb #6fb93f7e
 from __future__ import annotations
-import hashlib, json, math, os, re, shutil, sys, time, unicodedata
+import hashlib, json, math, shutil, sys, time, unicodedata
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
@@ -16,7 +16,7 @@ from .core import *
 from .data import *
 
 # %% auto #0
-__all__ = ['LN2', 'SCHEMA', 'COLUMNS', 'ENTROPY_BUSY', 'TOKEN_CLASSES', 'PLOTS', 'MAX_TOP_K', 'logits_entropy',
+__all__ = ['LN2', 'ENTROPY_BUCKETS', 'SCHEMA', 'COLUMNS', 'ENTROPY_BUSY', 'TOKEN_CLASSES', 'PLOTS', 'MAX_TOP_K', 'logits_entropy',
            'next_token_stats', 'TokenText', 'token_text', 'doc_windows', 'batch_stats', 'rows_table',
            'write_atomically', 'windows_hash', 'shard_path', 'compute_entropies', 'load_entropies', 'window_table',
            'load_vocab', 'run_info', 'shard_counts', 'token_class', 'entropy_summary', 'top_contexts', 'plot_entropy',
@@ -24,6 +24,7 @@ __all__ = ['LN2', 'SCHEMA', 'COLUMNS', 'ENTROPY_BUSY', 'TOKEN_CLASSES', 'PLOTS',
 
 # %% ../nbs/02_entropy.ipynb #47037520
 LN2 = math.log(2)
+ENTROPY_BUCKETS = {"easy": 0.5, "medium": 1.0, "hard": 1.5} # token difficulty: base entropy above these (nats; RPT's splits, nested)
 
 def logits_entropy(logits:torch.Tensor, # (..., V) logits, any float dtype; -inf marks a token that cannot occur
                    p:torch.Tensor|None=None, # softmax(logits) in fp32, if the caller has it already
@@ -61,7 +62,6 @@ def next_token_stats(logits:torch.Tensor, # (N, V) next-token logits, any float 
         out["rank"].append((lf > lt).sum(-1, dtype=torch.int32) + 1)
         out["topk_ids"].append(ti.int()); out["topk_probs"].append(tp / Z[:, None])
     return {k: torch.cat(v) for k, v in out.items()}
-
 
 # %% ../nbs/02_entropy.ipynb #63600070
 class TokenText:
@@ -149,15 +149,10 @@ def rows_table(windows:Windows, docs:torch.Tensor, first:int, stats:dict, text:T
         _lists(stats["topk_ids"], keep, pa.int32()), _lists(stats["topk_probs"], keep, pa.float32())], schema=SCHEMA)
 
 def write_atomically(table:pa.Table, path:Path):
-    "Write a parquet file to a temporary name, flush it to disk, then rename: readers see all of it or nothing."
-    path = Path(path); tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            pq.write_table(table, f, compression="zstd")
-            f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True); raise  # a full disk must not leave the temporary file holding the space
+    "Write a parquet file with 00's `atomic_write` (a temporary name, flushed, then renamed): readers see all of it or nothing."
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf, compression="zstd")  # one shard: small enough to hold in memory once more
+    return atomic_write(path, buf.getvalue().to_pybytes())
 
 # %% ../nbs/02_entropy.ipynb #94d48d78
 def _write_json(obj, path:Path):
@@ -391,10 +386,10 @@ MAX_TOP_K = 1000 # more alternatives than this per position make shards of gigab
 @dataclass
 class EntropyConfig:
     "What `ntp_rl_entropy` scores and where the shards go."
-    model: str = "smollm2-135m" # built-in name, local folder or hub id
-    data: str = "wiki" # corpus name (wiki, gsm, shakespeare, verne) or a local .txt/.jsonl/.parquet file
-    out: str = "runs/entropy" # output folder (resumed if it holds shards of the same run)
-    n_docs: int|None = 200 # first n documents (None: all)
+    model: str = "smollm2-135m" # built-in name (smollm2-135m, tiny-llama, tiny-gpt2), model folder or hub id
+    data: str = "wiki" # corpus name (wiki, gsm, shakespeare, verne), a mixture (wiki+gsm) or a .txt/.jsonl/.json/.parquet file
+    out: str = "runs/entropy" # output folder; rerunning on it resumes (if it holds shards of the same run)
+    n_docs: int|None = 200 # first n documents (None, or 0 on the command line: all)
     window: int = 256 # tokens per window
     boundaries: str = "split" # split: one document per window (clean examples); pack: EOS-joined documents
     batch_size: int = 8 # windows per forward pass
@@ -403,7 +398,7 @@ class EntropyConfig:
     dtype: str = "float32" # model dtype: float32, bfloat16, float16, auto (statistics are always fp32)
     device: str = "auto" # auto, cpu, cuda, cuda:N
     seed: int = 0 # corpus generation seed (gsm)
-    text_field: str = "text" # text field of .jsonl/.parquet corpora
+    text_field: str = "text" # the text field of .jsonl/.json/.parquet files
     unit: str = "nats" # unit of the summary's and plots' entropies (shards always hold nats)
     plot_rows: int = 200_000 # plots and summary read at most this many rows (an evenly spaced sample beyond)
     def __post_init__(self):

@@ -12,11 +12,12 @@ import pandas as pd
 import torch
 from .core import *
 from .data import *
+from .entropy import logits_entropy, ENTROPY_BUCKETS
 
 # %% auto #0
-__all__ = ['Predictor', 'ENTROPY_BUCKETS', 'PROMPTS', 'plain_predictor', 'as_predictor', 'next_token_entropy', 'token_scores',
-           'add_batch_scores', 'bucket_table', 'gsm_eval_problems', 'extract_answer', 'greedy_generate', 'gsm_accuracy',
-           'answer_alphabet', 'answer_probability', 'generation_timing', 'results_row', 'save_results', 'plot_buckets',
+__all__ = ['Predictor', 'PROMPTS', 'plain_predictor', 'as_predictor', 'token_scores', 'add_batch_scores', 'bucket_table',
+           'gsm_eval_problems', 'extract_answer', 'greedy_generate', 'gsm_accuracy', 'answer_alphabet',
+           'answer_probability', 'generation_timing', 'results_row', 'save_results', 'plot_buckets',
            'thinking_predictor', 'thinking_scores', 'thinking_row']
 
 # %% ../nbs/08_eval.ipynb #16eeec03
@@ -30,15 +31,6 @@ def plain_predictor(model) -> Predictor:
 def as_predictor(model_or_predictor) -> Predictor:
     "Accept a causal LM or a predictor function."
     return plain_predictor(model_or_predictor) if isinstance(model_or_predictor, torch.nn.Module) else model_or_predictor
-
-# %% ../nbs/08_eval.ipynb #dfd04f1f
-ENTROPY_BUCKETS = {"all": -1.0, "easy": 0.5, "medium": 1.0, "hard": 1.5} # tokens whose base entropy exceeds the value (nats; RPT's splits)
-
-def next_token_entropy(logits:torch.Tensor # (B, L, V) next-token logits
-                      ) -> torch.Tensor:
-    "Entropy (nats, fp32) of each next-token distribution that predicts a real next token: (B, L-1)."
-    lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, L-1, V)
-    return -(lp.exp() * lp).sum(-1)
 
 # %% ../nbs/08_eval.ipynb #30c32bf3
 @torch.no_grad()
@@ -63,13 +55,13 @@ def add_batch_scores(out:dict[str, list], # lists nll, correct, entropy to appen
                      logits:torch.Tensor, base_logits:torch.Tensor, # (B, L, V) of the model scored and of the base
                      ids:torch.Tensor, mask:torch.Tensor): # (B, L)
     "Append one batch's per-token `nll`, top-1 `correct` and base `entropy` over predicted real tokens to `out`."
-    real = (mask[:, 1:] * mask[:, :-1]).bool()  # (B, L-1): the target and its context are real tokens
+    real = target_mask(mask).bool()  # (B, L-1): the target and its context are real tokens
     out["nll"].append(token_nll(logits, ids)[real])
     out["correct"].append((logits[:, :-1].argmax(-1) == ids[:, 1:])[real])
-    out["entropy"].append(next_token_entropy(base_logits)[real])
+    out["entropy"].append(logits_entropy(base_logits[:, :-1])[real])
 
 def bucket_table(scores:dict[str, torch.Tensor], # from `token_scores`
-                 buckets:dict[str, float]=ENTROPY_BUCKETS,
+                 buckets:dict[str, float]={"all": -1.0, **ENTROPY_BUCKETS}, # every token, then the entropy buckets
                 ) -> pd.DataFrame:
     "Tokens, NLL, perplexity and next-token accuracy per entropy bucket."
     rows = []

@@ -56,7 +56,7 @@ def next_token_loss(logits:torch.Tensor, # (B, L, V) next-token logits of the te
     "Mean NLL of every real next token of the window: the term the ntp arm trains, and every thinking objective with it."
     nll = token_nll(logits, input_ids, attention_mask)  # (B, L-1)
     m = attention_mask
-    return nll.sum() / (m[:, 1:] * m[:, :-1]).sum().clamp(min=1)
+    return nll.sum() / target_mask(m).sum().clamp(min=1)
 
 class NextTokenObjective(Objective):
     "Plain next-token cross-entropy: the baseline every thinking objective is compared against."

@@ -9,19 +9,18 @@ from dataclasses import dataclass, asdict
 import numpy as np
 from pathlib import Path
 import torch
-import torch.nn as nn
 from .core import *
 from .thoughts import *
-from .objective import Objective, next_token_loss
+from .objective import Objective
 
 # %% auto #0
 __all__ = ['ADVANTAGES', 'THOUGHT_SOURCES', 'ESTIMATORS', 'TRAIN_PLACEMENTS', 'NLL_KINDS', 'DISTILL_RL', 'QuietStarConfig',
-           'masked_mean', 'thought_gain', 'advantages', 'policy_surrogate', 'ThoughtScores', 'reinforce_estimate',
-           'best_explanation', 'marginal_estimate', 'filtered_estimate', 'posterior_estimate', 'supervised_estimate',
-           'draw_weights', 'thought_estimate', 'top_thought_share', 'quietstar_loss', 'text_nll', 'label_positions',
-           'enumerate_thoughts', 'intermediate_thoughts', 'QuietStarObjective', 'lookahead_sums',
-           'lookahead_nll_by_window', 'lookahead_nll', 'bootstrap_mean', 'DistillConfig', 'mixed_next_logprobs',
-           'teacher_mixed_logprobs', 'distill_loss', 'DistillObjective']
+           'masked_mean', 'token_gains', 'scored_targets', 'thought_gain', 'advantages', 'policy_surrogate',
+           'ThoughtScores', 'reinforce_estimate', 'best_explanation', 'marginal_estimate', 'filtered_estimate',
+           'posterior_estimate', 'supervised_estimate', 'draw_weights', 'thought_estimate', 'top_thought_share',
+           'quietstar_loss', 'text_nll', 'label_positions', 'enumerate_thoughts', 'intermediate_thoughts',
+           'QuietStarObjective', 'lookahead_sums', 'lookahead_nll_by_window', 'lookahead_nll', 'bootstrap_mean',
+           'DistillConfig', 'mixed_next_logprobs', 'teacher_mixed_logprobs', 'distill_loss', 'DistillObjective']
 
 # %% ../nbs/05_quietstar.ipynb #f382c991
 ADVANTAGES = ("signed", "positive")
@@ -88,14 +87,25 @@ def masked_mean(x:torch.Tensor, mask:torch.Tensor) -> torch.Tensor:
     mask = mask.to(x.dtype).expand_as(x)
     return (x * mask).sum() / mask.sum().clamp(min=1)
 
+def token_gains(thought_logprobs:torch.Tensor, # (B, K, P, A) log p(x[i+1+t] | ctx, thought) (unmixed or mixed)
+                base_logprobs:torch.Tensor, # (B, P, A) log p_base(x[i+1+t])
+               ) -> torch.Tensor: # (B, K, P, A) nats
+    "What a thought buys on each look-ahead token: log p(x | ctx, thought) − log p_base(x | ctx)."
+    return thought_logprobs - base_logprobs[:, None]
+
+def scored_targets(valid:torch.Tensor, # (B, P, A) bool: the target is a real token
+                   horizon:torch.Tensor|None=None, # (B, P) score only the first `horizon` targets (None: all A)
+                  ) -> torch.Tensor: # (B, P, A) bool
+    "The look-ahead targets a gain is summed over: the valid ones, and only the first `horizon` of them where it is given."
+    return valid if horizon is None else valid & (torch.arange(valid.shape[-1], device=valid.device) < horizon[..., None])
+
 def thought_gain(thought_logprobs:torch.Tensor, # (B, K, P, A) log p(x[i+1+t] | ctx, thought) (unmixed or mixed)
                  base_logprobs:torch.Tensor, # (B, P, A) log p_base(x[i+1+t])
                  valid:torch.Tensor, # (B, P, A) bool: the target is a real token
                  horizon:torch.Tensor|None=None, # (B, P) score only the first `horizon` targets (None: all A)
                 ) -> torch.Tensor: # (B, K, P) nats
     "What a thought buys: Σ_t [log p(x | ctx, thought) − log p_base(x | ctx)] over the valid look-ahead tokens (the first `horizon`)."
-    use = valid if horizon is None else valid & (torch.arange(valid.shape[-1], device=valid.device) < horizon[..., None])
-    return ((thought_logprobs - base_logprobs[:, None]) * use[:, None]).sum(-1)
+    return (token_gains(thought_logprobs, base_logprobs) * scored_targets(valid, horizon)[:, None]).sum(-1)
 
 def advantages(reward:torch.Tensor, # (B, K, P)
                kind:str="signed", # "signed", or "positive" (clamped at 0, as released)
@@ -117,7 +127,6 @@ def policy_surrogate(weight:torch.Tensor, # (B, K, P) how much each thought's lo
                     ) -> torch.Tensor:
     "The one policy-gradient surrogate −mean(weight·log π): REINFORCE with weight = advantage, fine-tuning with weight = 1."
     return masked_mean(-weight.detach() * logp, mask)
-
 
 # %% ../nbs/05_quietstar.ipynb #76c68b12
 @dataclass
@@ -230,13 +239,13 @@ def quietstar_loss(th:Thoughts, # a differentiable replay (`thought_forward`) wi
                       **(dict(top_thought_share=torch.tensor(top_thought_share(th.tokens, dw, pos))) if learn else {}))  # a filler cannot collapse
 
 
-# %% ../nbs/05_quietstar.ipynb #58ce5265
+# %% ../nbs/05_quietstar.ipynb #58ce5260
 def text_nll(lm, base_hidden:torch.Tensor, # (B, L, D) the text pass of the replay
              input_ids:torch.Tensor, attention_mask:torch.Tensor,
              marks:ThoughtMarks|None=None) -> torch.Tensor: # the thought markers: text never predicts them (their rows are out of the softmax)
     "04b's `next_token_loss` (every real next token of the window, weight 1), from the replay's text pass in row chunks."
     D = base_hidden.shape[-1]
-    m = (attention_mask[:, 1:] * attention_mask[:, :-1]).bool()  # (B, L-1)
+    m = target_mask(attention_mask).bool()  # (B, L-1)
     lp = token_logprobs(lm, base_hidden[:, :-1].reshape(-1, D), input_ids[:, 1:].reshape(-1), marks).view(m.shape)
     return masked_mean(-lp, m)
 
@@ -260,6 +269,7 @@ def intermediate_thoughts(input_ids:torch.Tensor, tok, positions:torch.Tensor, m
     z = torch.where(inter >= 0, inter, marks.start)  # padding slots: any token (they are masked)
     return torch.stack([torch.full_like(z, marks.start), z, torch.full_like(z, marks.end)], -1)[:, None]
 
+# %% ../nbs/05_quietstar.ipynb #58ce5265
 class QuietStarObjective(Objective):
     "Quiet-STaR for the trainer: K thoughts at the placement's positions (no grad), replayed with gradient, scored, and learned by the chosen estimator."
     Config = QuietStarConfig
@@ -345,7 +355,6 @@ class QuietStarObjective(Objective):
         "The trained model as a thinking-model folder (model with the learned markers, tokenizer, mixing head, thought config)."
         self.markers.write_to(lm)
         save_thinking_model(Thinker(lm, self.tok, self.tcfg, self.marks, self.head), path)
-
 
 # %% ../nbs/05_quietstar.ipynb #e9abfc30
 NLL_KINDS = ("base", "thought", "mixed")
@@ -440,7 +449,7 @@ def distill_loss(student_logits:torch.Tensor, # (B, L, V) student next-token log
     if marks: logits = logits.index_fill(-1, torch.tensor(marks, device=logits.device), float("-inf"))
     s_lp = torch.log_softmax(logits, -1)  # (B, L-1, V)
     t_lp = teacher_logprobs[:, :-1]
-    m = (attention_mask[:, 1:] * attention_mask[:, :-1]).bool()  # (B, L-1)
+    m = target_mask(attention_mask).bool()  # (B, L-1)
     y = input_ids[:, 1:, None]
     kl = masked_mean((t_lp.exp() * (t_lp - s_lp).nan_to_num(0.0, posinf=0.0, neginf=0.0)).sum(-1), m)
     nll_s = -s_lp.gather(-1, y).squeeze(-1)  # (B, L-1)
@@ -452,11 +461,10 @@ def distill_loss(student_logits:torch.Tensor, # (B, L, V) student next-token log
     else:
         logpi = torch.log_softmax(logits / cfg.logprob_temperature, -1).gather(-1, a).squeeze(-1)
         r = (nll_t - nll_s).detach().clamp(min=0)  # released: CE(teacher) − CE(student), clamped at 0
-    rl = masked_mean(-r * logpi, m)
+    rl = policy_surrogate(r, logpi, m)  # REINFORCE on the sampled token
     nll = masked_mean(nll_s, m)
     loss = cfg.kl_weight * kl + cfg.rl_weight * rl + cfg.nll_weight * nll
     return loss, dict(kl=kl, rl=rl, nll=nll, teacher_nll=masked_mean(nll_t, m), reward_mean=masked_mean(r, m))
-
 
 # %% ../nbs/05_quietstar.ipynb #bbd98a8f
 class DistillObjective(Objective):

@@ -4,18 +4,18 @@
 
 # %% ../nbs/09_runs.ipynb #61decfb4
 from __future__ import annotations
-import argparse, ast, contextlib, datetime, io, itertools, json, math, os, re, shlex, shutil, sys, tempfile, time, tokenize
+import ast, contextlib, datetime, io, itertools, json, math, os, re, shlex, shutil, sys, tempfile, time, tokenize
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 import yaml
 from .core import *
 
 # %% auto #0
-__all__ = ['MAX_RUNS', 'BATCH_KEYS', 'RUN_BUSY', 'NbParam', 'notebook_parameters', 'check_parameters', 'parse_parameter',
-           'run_tag', 'expand_sweep', 'SlurmConfig', 'slurm_config', 'Run', 'project_root', 'Batch', 'load_batch',
-           'is_main_process', 'run_folder', 'save_metrics', 'RunResult', 'prepare_run', 'kernel_config', 'execute_run',
-           'run_batch', 'launch_lines', 'slurm_script', 'submit_slurm', 'run_main', 'collect_metrics', 'plot_metrics',
-           'save_collection', 'main_job']
+__all__ = ['MAX_RUNS', 'BATCH_KEYS', 'RUN_BUSY', 'NbParam', 'notebook_parameters', 'declared_parameters', 'check_parameters',
+           'parse_parameter', 'run_tag', 'expand_sweep', 'SlurmConfig', 'slurm_config', 'Run', 'project_root', 'Batch',
+           'load_batch', 'is_main_process', 'run_folder', 'save_metrics', 'RunResult', 'prepare_run', 'kernel_config',
+           'execute_run', 'run_batch', 'launch_lines', 'slurm_script', 'submit_slurm', 'run_main', 'metric_columns',
+           'collect_metrics', 'plot_metrics', 'save_collection', 'main_job']
 
 # %% ../nbs/09_runs.ipynb #8588aa8f
 @dataclass
@@ -51,11 +51,17 @@ def notebook_parameters(notebook:str|Path # an .ipynb with a cell tagged `parame
     cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
     if not cells: raise NtpRlError(f"{nb_path.name} has no cell tagged 'parameters'; tag the cell holding its defaults "
                                    "(JupyterLab: property inspector → Cell Tags) so papermill can override them")
-    src = cells[0].source
-    try: tree = ast.parse(src)
+    try: return declared_parameters(cells[0].source)
     except SyntaxError as e: raise NtpRlError(f"the parameters cell of {nb_path.name} does not parse ({e.msg}, line {e.lineno})") from None
-    lines, out = src.splitlines(), {}
-    for node in tree.body:
+
+def declared_parameters(src:str, # Python source: a parameters cell, or a module
+                        cls:str|None=None, # read the body of this class (a config dataclass) instead of the top level
+                       ) -> dict[str, NbParam]:
+    "The `name: type = default # comment` statements of `src` (or of class `cls` in it), read without running anything."
+    tree, lines, out = ast.parse(src), src.splitlines(), {}
+    body = tree.body if cls is None else next((n.body for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls), None)
+    check(body is not None, f"no class {cls!r} in the source")
+    for node in body:
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             name, typ, value = node.target.id, ast.unparse(node.annotation).replace(" ", ""), node.value
         elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
@@ -67,18 +73,6 @@ def notebook_parameters(notebook:str|Path # an .ipynb with a cell tagged `parame
     return out
 
 # %% ../nbs/09_runs.ipynb #6f88c8c0
-_BASIC = dict(int=int, float=(int, float), str=str, bool=bool, list=(list, tuple), tuple=(list, tuple), dict=dict)
-
-def _accepts(typ:str|None, value) -> bool:
-    "Whether `value` fits a declared type such as `int`, `float`, `str|None`; unknown types accept anything."
-    if typ is None: return True
-    for t in re.sub(r"Optional\[(.*)\]", r"\1|None", typ).split("|"):
-        if t == "None" and value is None: return True
-        if t not in _BASIC and t != "None": return True  # a type we cannot check (Path, a dataclass...)
-        if t in _BASIC and isinstance(value, _BASIC[t]) and not (isinstance(value, bool) and t in ("int", "float")):
-            return True
-    return False
-
 def check_parameters(params:dict, # the parameters a run would inject
                      nb_params:dict[str, NbParam], # from `notebook_parameters`
                      notebook:str="the notebook", # named in the error
@@ -89,7 +83,7 @@ def check_parameters(params:dict, # the parameters a run would inject
     if unknown: raise NtpRlError(f"{notebook} has no parameter {', '.join(map(repr, unknown))}{valid}")
     for k, v in params.items():
         p = nb_params[k]
-        if not _accepts(p.type, v):
+        if p.type is not None and not fits_type(p.type, v):  # 00's type check, as configs' fields
             raise NtpRlError(f"parameter {k}={v!r} is a {type(v).__name__}, but {notebook} expects {p.type}{valid}")
         if not _finite(v): raise NtpRlError(f"parameter {k}={v!r} is not a finite number; give finite values (a run would fail on it)")
 
@@ -486,13 +480,9 @@ def run_main(spec:str, # a parameter file, e.g. papermill_runs/quickstart.yaml
     return results
 
 # %% ../nbs/09_runs.ipynb #5dcb71d2
-def _flat(d:dict, prefix:str="") -> dict:
-    "Nested metric dicts as `outer.inner` columns; lists are dropped (they are not table cells)."
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict): out.update(_flat(v, f"{prefix}{k}."))
-        elif not isinstance(v, list): out[f"{prefix}{k}"] = v
-    return out
+def metric_columns(d:dict) -> dict:
+    "Nested metric dicts as `outer.inner` columns (00's `dotted`); lists and empty dicts are dropped (they are not table cells)."
+    return {k: v for k, v in dotted(d).items() if not isinstance(v, (list, dict))}
 
 def collect_metrics(paths:list # run folders, folders holding run folders, or metrics.json files
                    ):
@@ -511,7 +501,7 @@ def collect_metrics(paths:list # run folders, folders holding run folders, or me
         check(isinstance(p, dict), f"{f.parent/'run.yaml'}: parameters is not a mapping; rerun that run, or leave its folder out")
         params.append({k: v for k, v in p.items() if k != "out_dir"})
         rows.append(dict(run=f.parent.name, notebook=Path(str(spec.get("notebook", "?"))).stem,
-                         **_flat(read_json(f, "rerun that run, or leave its folder out"))))
+                         **metric_columns(read_json(f, "rerun that run, or leave its folder out"))))
     keys = dict.fromkeys(k for p in params for k in p)
     varying = [k for k in keys if len({repr(p.get(k)) for p in params}) > 1]
     for r, p in zip(rows, params):

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_thoughts.ipynb #2f459976
 from __future__ import annotations
-import argparse, copy, html, json, math, sys, time
+import copy, html, json, sys, time, weakref
 from dataclasses import dataclass, asdict, field
 from functools import cached_property
 from pathlib import Path
@@ -181,6 +181,7 @@ def chain_attention_forward(module, query, key, value, attention_mask, scaling=N
     if text_out is not None: out = torch.cat([text_out, out], 2)
     return out.transpose(1, 2), None  # (B, Q, H, Dh), as transformers' attention functions return
 
+# %% ../nbs/04_thoughts.ipynb #fc5df37b
 def _eager_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     "Plain eager attention (what Llama's `eager_attention_forward` computes) for the `ntp_rl_eager` twin."
     n_rep = query.shape[1] // key.shape[1]
@@ -338,12 +339,15 @@ class MarkerEmbedding(nn.Module):
         w = model.get_input_embeddings().weight
         w[[self.start, self.end]] = self.weight.to(w.dtype)
 
-def train_markers(model:PreTrainedModel, marks:ThoughtMarks) -> MarkerEmbedding:
-    "A `MarkerEmbedding` initialised from the model's marker rows and hooked into its input embeddings."
-    me = MarkerEmbedding(model, marks).to(model.get_input_embeddings().weight.device)
-    model.get_input_embeddings().register_forward_hook(lambda mod, args, out: me.swap_in(args[0], out))
-    return me
+_MARKER_HOOKS = weakref.WeakKeyDictionary() # input-embedding module -> the handle of its one marker hook
 
+def train_markers(model:PreTrainedModel, marks:ThoughtMarks) -> MarkerEmbedding:
+    "A `MarkerEmbedding` initialised from the model's marker rows and hooked into its input embeddings, replacing the hook of an earlier call."
+    emb = model.get_input_embeddings()
+    me = MarkerEmbedding(model, marks).to(emb.weight.device)
+    if emb in _MARKER_HOOKS: _MARKER_HOOKS.pop(emb).remove()  # a second prepare_model: one hook, the newest markers
+    _MARKER_HOOKS[emb] = emb.register_forward_hook(lambda mod, args, out: me.swap_in(args[0], out))
+    return me
 
 # %% ../nbs/04_thoughts.ipynb #89d82a26
 CHUNK_LOGITS = 2**22 # logits entries per chunk in vocabulary-wide computations
@@ -571,6 +575,7 @@ def _sample_chains(model, input_ids, attention_mask, cfg, marks, anchors, genera
         tokens[..., s + 1], logprobs[..., s] = z.view(B, N), lp.view(B, N)
     return text, lay, tokens, logprobs
 
+# %% ../nbs/04_thoughts.ipynb #8547066g
 @torch.no_grad()
 def sample_thought_tokens(model:PreTrainedModel, input_ids:torch.Tensor, # (B, L) right-padded windows
                           attention_mask:torch.Tensor|None, # (B, L), 1 = real token
@@ -775,6 +780,22 @@ def _check_decision(b:int, a:int):
     check((b == 0 or b >= 2) and a >= 1, f"a decision is (budget, horizon): budget 0 or >= 2 (START and END included) and "
           f"horizon >= 1; got ({b}, {a})")
 
+def _write_thought(model:PreTrainedModel, marks:ThoughtMarks,
+                   h:torch.Tensor, # (n, D) hidden states of the last forward, START last
+                   b:int, # the thought's length, START and END included
+                   temperature:float, g:torch.Generator,
+                   feed:Callable, # ids -> (n, D) hidden states: one cached forward of the thought branch
+                  ) -> tuple[list[int], torch.Tensor]: # the thought's ids, (D,) the hidden state after END
+    "Sample z_1 .. z_{b-2} after START, one token per forward, END fed with the last: the thought and the state it leaves."
+    thought = [marks.start]
+    for s in range(b - 2):
+        z = int(sample_ids(thought_logits(model, h[-1], marks)[None], temperature, g)[0])
+        thought.append(z)
+        h = feed([z, marks.end] if s == b - 3 else [z])
+    thought.append(marks.end)
+    return thought, h[-1]
+
+# %% ../nbs/04_thoughts.ipynb #b02d02e2
 @torch.no_grad()
 def generate_with_thoughts(model:PreTrainedModel, tok:PreTrainedTokenizerBase, prompt:str,
                            cfg:ThoughtConfig|None=None, # thought sampling temperature; thought_len and n_ahead: the default decision
@@ -835,13 +856,7 @@ def generate_with_thoughts(model:PreTrainedModel, tok:PreTrainedTokenizerBase, p
                     if fuse: cache.crop(n_text - cache.get_seq_length())  # START went into the text cache: take it out
                 else: tcache = cache  # it serves one token: think in the text cache and crop right after
                 if not fuse: h = fwd(as_ids(start), tcache)
-                thought = [marks.start]
-                for s in range(b - 2):  # sample z_1 .. z_{b-2}
-                    z = int(sample_ids(thought_logits(model, h[-1], marks)[None], cfg.temperature, g)[0])
-                    thought.append(z)
-                    h = fwd(as_ids([z, marks.end] if s == b - 3 else [z]), tcache)
-                thought.append(marks.end)
-                h_post = h[-1]  # hidden state after END
+                thought, h_post = _write_thought(model, marks, h, b, cfg.temperature, g, lambda x: fwd(as_ids(x), tcache))
                 if a == 1: cache.crop(n_text - cache.get_seq_length())  # drop the thought's keys and values (crop(-k) removes k)
                 left, src = a - 1, n
         if src >= 0:  # a thought serves this token: mix the base and the thought-conditioned prediction
@@ -861,6 +876,7 @@ def generate_with_thoughts(model:PreTrainedModel, tok:PreTrainedTokenizerBase, p
     return Generation(prompt, tok.decode(o), o, [tok.decode([i]) for i in o], rec["thoughts"], rec["thought_ids"], rec["weights"],
                       ttft, len(o) / dt, rec["budgets"], rec["horizons"], rec["served_by"])
 
+# %% ../nbs/04_thoughts.ipynb #b02d02e3
 def generate_plain(model:PreTrainedModel, tok:PreTrainedTokenizerBase, prompt:str, max_new_tokens:int=40,
                    temperature:float=0.0, seed:int=0) -> Generation:
     "Plain cached sampling, one forward per token (the loop with the constant decision `NO_THOUGHTS`); markers, if any, are never emitted."

@@ -7,8 +7,6 @@ from __future__ import annotations
 import contextlib, dataclasses, json, logging, math, os, re, resource, shutil, sys, time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
-from typing import Any
-import numpy as np
 import torch
 import torch.nn as nn
 import yaml
@@ -105,14 +103,6 @@ def config_to_dict(cfg) -> dict:
     "A config dataclass as plain YAML-friendly data."
     d = asdict(cfg)
     return json.loads(json.dumps(d))  # tuples → lists
-
-def _flat(d:dict, prefix:str="") -> dict:
-    "A nested config dict as dotted keys: {'data': {'window': 64}} -> {'data.window': 64}."
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v: out.update(_flat(v, f"{prefix}{k}."))
-        else: out[f"{prefix}{k}"] = v
-    return out
 
 def _parse_value(v:str):
     "A command-line value as `read_yaml` reads numbers (3e-4 is a float), except YAML 1.1's yes/no/on/off stay strings."
@@ -461,8 +451,8 @@ class Trainer:
         st = checkpoint_state(ckpt)
         self.history = list(st.get("history", []))
         if (ckpt/"config.yaml").exists():
-            old = _flat(read_yaml(ckpt/"config.yaml", "resume from another checkpoint"))
-            new = _flat(config_to_dict(self.cfg))
+            old = dotted(read_yaml(ckpt/"config.yaml", "resume from another checkpoint"))
+            new = dotted(config_to_dict(self.cfg))
             diff = {k: (old[k], new[k]) for k in sorted(set(old) & set(new)) if old[k] != new[k]}  # fields both versions know
             bad = {k: v for k, v in diff.items() if k not in RESUME_FREE}
             if self._same_global_batch(ckpt, st, old): bad.pop("data.batch_size", None)

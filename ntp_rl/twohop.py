@@ -13,8 +13,8 @@ import torch
 from .core import *
 from .data import *
 from .thoughts import *
-from .quietstar import bootstrap_mean
-from .budget import BudgetConfig, BudgetValues, new_budget_values, break_even_price, best_decisions, value_loss
+from .quietstar import bootstrap_mean, token_gains
+from .budget import BudgetConfig, BudgetValues, new_budget_values, break_even_price, best_decisions, value_loss, top_ranked
 from .trainer import TrainConfig, train, read_metrics
 from .viewer import render_page
 
@@ -129,7 +129,7 @@ def twohop_train_config(init:str|Path, # a folder written by `init_twohop_model`
                        schedule="constant_with_warmup", weight_decay=0.01, save_every=cfg.max_steps, keep_last=1,
                        log_every=50, eval_windows=64, seed=cfg.seed)
 
-def build_twohop_model(dest:str|Path, cfg:TwohopModelConfig=TwohopModelConfig(), progress:bool=True) -> Path:
+def build_twohop_model(dest:str|Path, cfg:TwohopModelConfig=TwohopModelConfig()) -> Path:
     "Pretrain twohop-llama from scratch with the trainer and write the final model (plus `twohop.json`: config, losses, time) into `dest`."
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
     work = dest/".build"
@@ -174,7 +174,7 @@ def position_nll(model, tok, windows:Windows, batch_size:int=64) -> pd.DataFrame
         lp = torch.log_softmax(logits, -1)
         nll = -lp.gather(-1, ids[:, 1:, None])[..., 0]  # (B, L-1)
         ent = -(lp.exp() * lp.nan_to_num(neginf=0.0)).sum(-1)
-        keep = (am[:, 1:] * am[:, :-1]).bool().cpu()
+        keep = target_mask(am).bool().cpu()
         b, t = keep.nonzero(as_tuple=True)
         rows.append(pd.DataFrame(dict(window=(b + s).numpy(), pos=(t + 1).numpy(),
                                       type=np.array(TWOHOP_TYPES)[lab.types[s:s+batch_size, 1:][keep].numpy()],
@@ -305,9 +305,7 @@ def placement_mask(df:pd.DataFrame, # rows of `thought_nll(..., types=TWOHOP_TYP
     tie = np.random.default_rng(seed).random(len(df))  # random order, and the tie-break of the others
     score = dict(learned=lambda: df["value"].to_numpy(), entropy=lambda: df["entropy"].to_numpy(), random=lambda: tie,
                  oracle=lambda: (df["type"] == "twohop").to_numpy() + 0.5 * tie)[method]()
-    think = np.zeros(len(df), dtype=bool)
-    think[np.lexsort((-tie, -score))[:n]] = True
-    return think
+    return top_ranked(score, n, tie)
 
 def placement_row(df:pd.DataFrame, think:np.ndarray, # (rows,) bool: where a thought is written
                   budget:int=3, # thought tokens per thought (START and END included; thought_nll's thoughts: 3)
@@ -349,7 +347,7 @@ def fit_oracle_values(model, tok, windows:Windows, # training windows (not the e
                                  marks, positions=pos.to(dev))
             D = th.base_hidden.shape[-1]
             hs.append(th.base_hidden.gather(1, pos.to(dev)[..., None].expand(-1, -1, D))[ok.to(dev)].float())  # (N, D)
-            gs.append((th.lookahead_logprobs[:, 0, :, 0] - th.base_logprobs[..., 0])[ok.to(dev)].float())  # (N,) nats
+            gs.append(token_gains(th.lookahead_logprobs, th.base_logprobs)[:, 0, :, 0][ok.to(dev)].float())  # (N,) nats
     h, g = torch.cat(hs), torch.cat(gs)
     vals = new_budget_values(model, cfg, seed)
     opt, gen = torch.optim.Adam(vals.parameters(), lr), torch.Generator().manual_seed(seed)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_viewer.ipynb #32ec6cdc
 from __future__ import annotations
-import functools, html, ipaddress, json, math, signal, sys, threading
+import functools, html, ipaddress, math, sys, threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Mapping, Sequence
