@@ -46,7 +46,8 @@ class BudgetConfig:
     value_layers: int = 2 # its hidden layers (one could not tell two-hop answers from the first of two-token answers apart)
     thought_weight: float = 1.0 # weight of the Quiet-STaR REINFORCE term on thought tokens
     thought_nll_weight: float = 0.5 # look-ahead NLL of the thought-conditioned (unmixed) prediction, as 05's thought_weight
-    base_loss_weight: float = 0.5 # weight of the base next-token NLL; the training positions' mixed NLL gets 1 - this
+    base_loss_weight: float = 1.0 # weight of the plain next-token NLL over the whole window: 1, exactly the ntp arm's term
+    mixed_weight: float = 0.5 # weight of the training positions' mixed look-ahead NLL
     advantage: str = "signed" # thought REINFORCE: "signed" leave-one-out advantages, or "positive" (released clamp; biased)
     lam: float = 0.0 # price at which the training metrics report where the estimates would think (inference sets its own)
     marker_lr_scale: float = 100.0 # START/END embeddings learn at lr × this (their own optimiser group, as 05)
@@ -67,7 +68,7 @@ class BudgetConfig:
         check(len(a) >= 1 and a[0] >= 1 and list(a) == sorted(set(a)), f"lookaheads={a}; give increasing distinct horizons >= 1, e.g. (1, 2, 4)")
         check(min(self.value_weight, self.thought_weight, self.thought_nll_weight) >= 0,
               "value_weight, thought_weight and thought_nll_weight must be >= 0")
-        check(0 <= self.base_loss_weight <= 1, f"base_loss_weight={self.base_loss_weight}; use a value in [0, 1]")
+        check(self.base_loss_weight >= 0 and self.mixed_weight >= 0, f"base_loss_weight={self.base_loss_weight}, mixed_weight={self.mixed_weight}; use 0 (term off) or a positive weight")
         check(self.value_hidden >= 1 and self.value_layers >= 1 and self.n_positions >= 0 and self.mixing_hidden >= 0,
               "value_hidden and value_layers must be >= 1; n_positions and mixing_hidden >= 0")
         check(self.lam >= 0, f"lam={self.lam}; the price of a thought token is >= 0")
@@ -399,7 +400,7 @@ def loss(self:BudgetObjective, lm, batch, rollout):
         vl = value_loss(d, rollout["budget_idx"], tgt, obs)
         gain = tgt.sum(-1) / c.max_horizon  # (B, P) mixed gain per token on the largest horizon
     else: vl, obs, gain = z, torch.zeros(B, P, c.max_horizon, dtype=torch.bool, device=ids.device), z.expand(B, P)
-    loss = (c.base_loss_weight * nll_base + (1 - c.base_loss_weight) * nll_mixed + c.thought_nll_weight * nll_thought
+    loss = (c.base_loss_weight * nll_base + c.mixed_weight * nll_mixed + c.thought_nll_weight * nll_thought
             + c.thought_weight * thought_pg + c.value_weight * vl)
     with torch.no_grad():
         self.values.observe(rollout["h"][real])  # the training states `token_value` averages over
