@@ -37,9 +37,9 @@ run: setup
 	$(BIN)/ntp_rl_prepare_twohop --name twohop-fair
 	$(BIN)/ntp_rl_main
 
-# the test command (.ci/run calls exactly this); the docs browser tests need chromium (installed if missing)
+# the test command (.ci/run calls exactly this); two pytest-xdist workers (about 10 minutes on 2 cores); the docs browser tests need chromium (installed if missing)
 test: setup sync chromium
-	$(BIN)/pytest tests -q -p no:cacheprovider
+	$(BIN)/pytest tests -q -p no:cacheprovider -n 2
 
 chromium:
 	scripts/install_chromium.sh
