@@ -479,11 +479,12 @@ class DiscoveryObjective(QuietStarObjective):
         ids, am = batch["input_ids"], batch["attention_mask"]
         c = self.cfg
         with torch.no_grad():
-            q = self.potential(text_pass(lm, ids, am).hidden)[..., 0, 0] - c.lam * c.thought_len  # (B, L): best gain − λ·T
+            tp = text_pass(lm, ids, am)  # shared with the thought sampler below
+            q = self.potential(tp.hidden)[..., 0, 0] - c.lam * c.thought_len  # (B, L): best gain − λ·T
         has_next = torch.zeros_like(am, dtype=torch.bool); has_next[:, :-1] = target_mask(am).bool()
         g = torch.Generator(device=ids.device).manual_seed(int(torch.randint(0, 2**31 - 1, ()).item()))  # the global (resumable) RNG
         pos, real, explored = value_positions(q.masked_fill(~has_next, float("-inf")), c.n_exploit, c.n_explore, g)
-        return self.thoughts_at(lm, batch, pos, real) | dict(explored=explored)
+        return self.thoughts_at(lm, batch, pos, real, text=tp) | dict(explored=explored)
     def loss(self, lm, batch, rollout):
         th = self.replay(lm, batch, rollout)
         ex = rollout["explored"]

@@ -309,7 +309,8 @@ class QuietStarObjective(Objective):
     def rollout(self, lm, batch):
         "The thoughts to replay (no gradient) at the placement's positions: sampled, proposed, enumerated, the true one, or filler."
         return self.thoughts_at(lm, batch, *self.positions(lm, batch))
-    def thoughts_at(self, lm, batch, pos:torch.Tensor|None, real:torch.Tensor|None) -> dict:
+    def thoughts_at(self, lm, batch, pos:torch.Tensor|None, real:torch.Tensor|None,
+                    text:TextPass|None=None) -> dict: # 04's `text_pass` of the batch, if the caller already ran it
         "The rollout at given positions: tokens (B, K, P, T) as the estimator needs them, and log q for proposals."
         ids, am = batch["input_ids"], batch["attention_mask"]
         B, L = ids.shape
@@ -324,9 +325,9 @@ class QuietStarObjective(Objective):
         if est == "supervised": return out | dict(tokens=intermediate_thoughts(ids, self.tok, pos, self.marks))
         if est == "posterior":  # proposals from π flattened to the proposal temperature; log q at that temperature
             q = dataclasses.replace(self.tcfg, temperature=self.cfg.proposal_temperature, logprob_temperature=0.0)
-            tokens, logq = sample_thought_tokens(lm, ids, am, q, self.marks, positions=pos)
+            tokens, logq = sample_thought_tokens(lm, ids, am, q, self.marks, positions=pos, text=text)
             return out | dict(tokens=tokens, logq=logq.sum(-1))
-        return out | dict(tokens=sample_thought_tokens(lm, ids, am, self.tcfg, self.marks, positions=pos)[0])
+        return out | dict(tokens=sample_thought_tokens(lm, ids, am, self.tcfg, self.marks, positions=pos, text=text)[0])
     def _baseline(self):
         s, n = self.reward_ema
         return s / n if n > 0 else None
