@@ -176,7 +176,9 @@ def prepare_twohop_model(cfg:TwohopModelConfig|None=None, name:str=TWOHOP_MODEL)
     "Build the named two-hop model (`TWOHOP_BUILDS`) into `$NTP_RL_CACHE/<name>` once (atomically); later calls return the folder at once."
     check(name in TWOHOP_BUILDS, f"no two-hop build named {name!r}; use one of: {', '.join(TWOHOP_BUILDS)}")
     dest = built_model_dir(name)
-    if not dest.exists(): print(f"ntp_rl: training {name} from scratch into {dest} (once, about 3 minutes)", file=sys.stderr)
+    grow = (cfg or TWOHOP_BUILDS[name]).grow_from
+    if not dest.exists(): print(f"ntp_rl: {f'growing {name} from {grow}' if grow else f'training {name} from scratch'} into {dest} "
+                                f"(once, {'seconds' if grow else 'about 3 minutes'})", file=sys.stderr)
     return build_atomically(dest, lambda tmp: build_twohop_model(tmp, cfg or TWOHOP_BUILDS[name]))
 
 # %% ../nbs/07a_twohop.ipynb #36d5bbb0
