@@ -100,10 +100,11 @@ def reading_cells(nb: dict) -> list[dict]:
     return [c for c in cells[start:] if c["cell_type"] == "code"]
 
 def recorded_dirs(cells: list[dict], root: Path = RECORDED) -> list[str]:
-    "The recorded runs the reading cells name: `papermill_runs/recorded/<name>`, `\"recorded\"/\"<name>\"`, or a quoted name of one."
+    "The recorded runs the reading cells name: `papermill_runs/recorded/<name>`, `\"recorded\"/\"<name>\"`, or `recorded(\"<name>\")`."
     text = "\n".join(_src(c) for c in cells)
     named = {a or b for a, b in re.findall(r"[\"']recorded[\"']\s*/\s*[\"']([\w.-]+)|papermill_runs/recorded/([\w.-]+)", text)}
-    quoted = {q for q in re.findall(r"[\"']([\w.-]+)[\"']", text) if (root/q).is_dir()}
+    # a helper that reads a run by name (`recorded("twohop_half")`): the quoted names of recorded runs it may be given
+    quoted = {q for q in re.findall(r"[\"']([\w.-]+)[\"']", text) if (root/q).is_dir()} if re.search(r"\brecorded\(", text) else set()
     return sorted(named | quoted)
 
 def recorded_values(names: list[str], root: Path = RECORDED) -> list[float]:
