@@ -20,8 +20,8 @@ __all__ = ['SCHEDULES', 'PRECISIONS', 'RESUME_FREE', 'CKPT', 'CHECKSUMS', 'COLLA
            'parse_overrides', 'load_train_config', 'TrainModule', 'BatchStream', 'shard_cpu_processes',
            'check_sharding', 'gathered', 'whole_on_main', 'fill_deepspeed', 'checkpoints', 'latest_checkpoint',
            'checkpoint_state', 'write_checksums', 'resume_hint', 'verify_checkpoint', 'load_checkpoint',
-           'collapse_warning', 'Trainer', 'train', 'read_metrics', 'CurriculumConfig', 'run_curriculum',
-           'load_curriculum']
+           'collapse_warning', 'count_token_forwards', 'Trainer', 'train', 'read_metrics', 'CurriculumConfig',
+           'run_curriculum', 'load_curriculum']
 
 # %% ../nbs/07_trainer.ipynb #a9a3b1b2
 SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine")
@@ -365,7 +365,22 @@ def collapse_warning(metrics:dict, # one step's logged metrics (a thinking objec
     return (f"ntp_rl: warning: thoughts collapsed at step {step}: one thought holds {share:.0%} of the thinking positions and "
             f"the mean gain is {gain:.3f} nats; try estimator=marginal/filtered/posterior or a placement where thoughts can pay")
 
-# %% ../nbs/07_trainer.ipynb #3beb4b0f
+# %% ../nbs/07_trainer.ipynb #c7f0a1b2
+@contextlib.contextmanager
+def count_token_forwards():
+    "Count the token positions every transformer forward computes while open (yields a one-item list): text, padding, thoughts, look-ahead, a frozen teacher's too."
+    n = [0]
+    def hook(module, args, out):  # each model's first decoder layer: every computed position passes it once per forward
+        att = getattr(module, "self_attn", None) or getattr(module, "attn", None)
+        if getattr(att, "layer_idx", None) == 0 and not isinstance(module, nn.ModuleList):
+            h = out[0] if isinstance(out, tuple) else out  # (B, N, D): N new positions (a KV cache holds the rest)
+            n[0] += h.shape[0] * h.shape[1]
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try: yield n
+    finally: handle.remove()
+
+
+# %% ../nbs/07_trainer.ipynb #1ea31c15
 class Trainer:
     "Runs a `TrainConfig` with `accelerate`: `Trainer(cfg).run()`; resumable, distributed, logged."
     def __init__(self, cfg:TrainConfig):
@@ -419,10 +434,10 @@ class Trainer:
         splits = load_windows(cfg.data, self.tok, max_context=model_context(lm), docs=docs)
         self.val = splits.get("val")
         self.stream = BatchStream(splits["train"], cfg.data.batch_size, cfg.seed, self.acc.process_index, self.acc.num_processes)
-        self.step = 0
+        self.step, self.forwards = 0, 0  # optimiser steps, and token-forwards (`count_token_forwards`) so far
         if self.resume_from: self._load(self.resume_from)
 
-# %% ../nbs/07_trainer.ipynb #72d083bf
+# %% ../nbs/07_trainer.ipynb #2454d638
 @patch
 def _resume_path(self:Trainer) -> Path|None:
     c = self.cfg
@@ -455,9 +470,9 @@ def _init_weights(self:Trainer, module, ckpt:Path):
 def _load(self:Trainer, ckpt:Path):
     load_checkpoint(self.acc, ckpt)
     st = checkpoint_state(ckpt)
-    self.step = st["step"]; self.stream.load(st["data"])
+    self.step = st["step"]; self.stream.load(st["data"]); self.forwards = st.get("token_forwards", 0)
 
-# %% ../nbs/07_trainer.ipynb #f32b5297
+# %% ../nbs/07_trainer.ipynb #e8bef839
 @patch
 def _check_resume(self:Trainer, ckpt:Path):
     "Refuse a resume whose config or inputs differ from the checkpoint's in anything but `RESUME_FREE`, naming them."
@@ -504,7 +519,7 @@ def _same_global_batch(self:Trainer, ckpt:Path, st:dict, old:dict) -> bool:
                      f"{want}); on {n} processes " + (f"give data.batch_size={want // n}" if want % n == 0 else
                      f"no whole data.batch_size gives {want}: resume on a number of processes that divides it"))
 
-# %% ../nbs/07_trainer.ipynb #fff9eb98
+# %% ../nbs/07_trainer.ipynb #1f5c30f8
 @patch
 def _set_aside_later(self:Trainer) -> list[str]:
     "Move checkpoints newer than the one resumed from into `set_aside/`, so `latest` is always this run's (main process)."
@@ -545,7 +560,8 @@ def save(self:Trainer):
     self.acc.wait_for_everyone()
     if self.acc.is_main_process:
         (tmp/"trainer_state.json").write_text(json.dumps(dict(step=self.step, data=self.stream.state(), inputs=self.inputs,
-                                                              history=self.history, processes=self.acc.num_processes)))
+                                                              history=self.history, processes=self.acc.num_processes,
+                                                              token_forwards=self.forwards)))
         (tmp/"config.yaml").write_text(yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False))
     with whole_on_main(self.acc.unwrap_model(self.module), self.acc.is_main_process) as m:
         if self.acc.is_main_process: m.objective.save_extras(m.lm, tmp/"model")
@@ -557,7 +573,7 @@ def save(self:Trainer):
     self.acc.wait_for_everyone()
     return final
 
-# %% ../nbs/07_trainer.ipynb #0c908e04
+# %% ../nbs/07_trainer.ipynb #fa08a17a
 @patch
 @torch.no_grad()
 def evaluate(self:Trainer) -> dict:
@@ -573,32 +589,36 @@ def evaluate(self:Trainer) -> dict:
 def train_step(self:Trainer) -> dict:
     "One optimiser step over `grad_accum` micro-batches; returns the step's metrics (averaged over processes)."
     c, t0, tokens, sums = self.cfg, time.time(), 0, {}
-    for i in range(c.grad_accum):
-        b = next(self.stream)
-        b = {k: v.to(self.acc.device) for k, v in b.items()}
-        tokens += int(b["attention_mask"].sum())
-        ctx = self.acc.no_sync(self.module) if i < c.grad_accum - 1 else contextlib.nullcontext()
-        with ctx:
-            out = self.module(**b)
-            loss = out["loss"]
-            bad = self.acc.reduce(torch.tensor(float(not torch.isfinite(loss)), device=self.acc.device), "sum")
-            if bad.item() > 0:
-                last = latest_checkpoint(self.out)
-                raise NtpRlError(f"loss is {loss.item()} at step {self.step + 1}; stopped without saving. Last good "
-                                 f"checkpoint: {last or 'none'}. Lower lr, check the data, or resume from it")
-            self.acc.backward(loss / c.grad_accum)
-        for k, v in dict(loss=loss.item(), **out["metrics"]).items(): sums[k] = sums.get(k, 0.0) + v / c.grad_accum
+    with count_token_forwards() as fw:  # every position a forward computes: text, thoughts, look-ahead, a teacher's
+        for i in range(c.grad_accum):
+            b = next(self.stream)
+            b = {k: v.to(self.acc.device) for k, v in b.items()}
+            tokens += int(b["attention_mask"].sum())
+            ctx = self.acc.no_sync(self.module) if i < c.grad_accum - 1 else contextlib.nullcontext()
+            with ctx:
+                out = self.module(**b)
+                loss = out["loss"]
+                bad = self.acc.reduce(torch.tensor(float(not torch.isfinite(loss)), device=self.acc.device), "sum")
+                if bad.item() > 0:
+                    last = latest_checkpoint(self.out)
+                    raise NtpRlError(f"loss is {loss.item()} at step {self.step + 1}; stopped without saving. Last good "
+                                     f"checkpoint: {last or 'none'}. Lower lr, check the data, or resume from it")
+                self.acc.backward(loss / c.grad_accum)
+            for k, v in dict(loss=loss.item(), **out["metrics"]).items(): sums[k] = sums.get(k, 0.0) + v / c.grad_accum
     gnorm = self.acc.clip_grad_norm_(self.module.parameters(), c.max_grad_norm) if c.max_grad_norm else None
     self.opt.step(); self.sched.step(); self.opt.zero_grad(set_to_none=True)
     self.step += 1
     m = {k: self.acc.reduce(torch.tensor(v, device=self.acc.device), "mean").item() for k, v in sums.items()}
     tok_all = self.acc.reduce(torch.tensor(float(tokens), device=self.acc.device), "sum").item()
+    fw_all = int(self.acc.reduce(torch.tensor(float(fw[0]), device=self.acc.device), "sum").item())
+    self.forwards += fw_all
+    m.update(token_forwards=fw_all, token_forwards_total=self.forwards)  # the compute a matched arm is given
     m.update(lr=self.sched.get_last_lr()[0], tokens_per_s=tok_all / max(time.time() - t0, 1e-9),
              peak_mem_mb=_peak_memory_mb(self.acc.device))
     if gnorm is not None: m["grad_norm"] = float(gnorm)
     return m
 
-# %% ../nbs/07_trainer.ipynb #005f6638
+# %% ../nbs/07_trainer.ipynb #767abc07
 @patch
 def run(self:Trainer) -> dict:
     "Train to `max_steps` (from the resumed step), checkpointing and logging; returns a summary."
