@@ -20,7 +20,7 @@ MAX_EXPORT_LINES = 80
 # list only shrinks.
 LONG_EXPORTS = {("05_quietstar.ipynb", "58ce5265"): "QuietStarObjective: the lead splits it after the discovery work"}
 # Experiment notebooks whose prose is rewritten on other branches (issue 24): their markdown is checked there.
-PROSE_PENDING = {"discovery.ipynb"}  # "≈ 0.12": the two-token chance level, computed in code but typed in prose
+PROSE_PENDING = set()  # notebooks whose prose is being rewritten elsewhere (none)
 CONVENTIONS = {0.95}  # the bootstrap intervals' level, written in the library (05's `bootstrap_mean`), not in a notebook
 
 def _src(c) -> str: return "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
@@ -143,7 +143,7 @@ def unrecorded_output_numbers(nb: dict, root: Path = RECORDED) -> list[str]:
 RECORDING = [p for p in EXP if reading_cells(_nb(p))]
 # Reading cells finished on other branches: each shows a mean over seeds that no recorded file holds (discovery's summary
 # table, fast_quietstar's "99.9% (mean over seeds)"): record the mean in the run's metrics, or show each seed's value.
-READING_PENDING = {"discovery.ipynb", "fast_quietstar.ipynb"}
+READING_PENDING = set()
 
 @pytest.mark.parametrize("nb", RECORDING, ids=[p.name for p in RECORDING])
 def test_reading_cells_render_from_a_recorded_run(nb):
