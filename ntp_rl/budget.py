@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_budget.ipynb #99107008
 from __future__ import annotations
-import json, sys, time
+import copy, json, sys, time
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 import numpy as np
@@ -22,7 +22,7 @@ from .entropy import ENTROPY_BUCKETS
 from .objective import Objective
 
 # %% auto #0
-__all__ = ['BUDGET_FILE', 'VALUES_FILE', 'BudgetConfig', 'BudgetValues', 'new_budget_values', 'net_rates', 'net_values',
+__all__ = ['JUDGES', 'BUDGET_FILE', 'VALUES_FILE', 'BudgetConfig', 'BudgetValues', 'new_budget_values', 'net_rates', 'net_values',
            'best_decisions', 'break_even_price', 'normalized_gain', 'token_gain_targets', 'value_loss', 'BudgetGroup',
            'VariableThoughts', 'sample_variable_thoughts', 'replay_variable_thoughts', 'decision_positions',
            'training_budgets', 'BudgetObjective', 'DiscoveryConfig', 'value_positions', 'marginal_gain',
@@ -418,6 +418,8 @@ def loss(self:BudgetObjective, lm, batch, rollout):
                       chain_tokens=torch.tensor(float(rollout["rollout_tokens"] + vt.chain_tokens)))
 
 # %% ../nbs/06_budget.ipynb #fa4cff7f
+JUDGES = ("initial", "current") # which reader scores the hindsight-best thought the potential learns: a frozen copy of the starting model, or the model in training
+
 @dataclass
 class DiscoveryConfig(QuietStarConfig):
     "Quiet-STaR's estimators with 06's value estimates choosing where to think: no position labels reach the learner."
@@ -426,8 +428,10 @@ class DiscoveryConfig(QuietStarConfig):
     lam: float = 0.3 # price per thought token (nats) at which the potential decides where to exploit
     value_hidden: int = 64 # width of the value network's hidden layers
     value_layers: int = 2
+    judge: str = "initial" # one of JUDGES: who reads the tried thoughts when the potential's target is scored
     def __post_init__(self):
         super().__post_init__()
+        check(self.judge in JUDGES, f"judge={self.judge!r}; use one of: {', '.join(JUDGES)}")
         check(self.placement == "uniform", "DiscoveryConfig chooses positions with its value estimates; leave placement='uniform'")
         check(self.n_exploit >= 0 and self.n_explore >= 1, f"n_exploit={self.n_exploit}, n_explore={self.n_explore}; "
               "use n_exploit >= 0 and n_explore >= 1 (exploration keeps every position's value measured)")
@@ -469,6 +473,7 @@ class DiscoveryObjective(QuietStarObjective):
         lm = super().prepare_model(lm, init_from)
         self.values = new_budget_values(lm, self.cfg.budget_config())  # what a drawn thought buys: inference decides with it
         self.potential = new_budget_values(lm, self.cfg.budget_config(), seed=1)  # what the best thought buys: training explores with it
+        self._judge = [copy.deepcopy(lm).eval().requires_grad_(False)] if self.cfg.judge == "initial" else []  # a list: not trained, not saved
         return lm
     def param_groups(self, lr:float, objective_lr:float) -> list[dict]:
         "05's groups, and both value estimators at `objective_lr`."
@@ -485,6 +490,15 @@ class DiscoveryObjective(QuietStarObjective):
         g = torch.Generator(device=ids.device).manual_seed(int(torch.randint(0, 2**31 - 1, ()).item()))  # the global (resumable) RNG
         pos, real, explored = value_positions(q.masked_fill(~has_next, float("-inf")), c.n_exploit, c.n_explore, g)
         return self.thoughts_at(lm, batch, pos, real, text=tp) | dict(explored=explored)
+    def judged_gain(self, lm, batch, rollout, th:Thoughts) -> torch.Tensor: # (B, K, P) nats
+        "The gain of every tried thought as the judge reads it: the model in training (`th`), or the frozen copy of its start."
+        if not self._judge: return thought_gain(th.lookahead_logprobs.detach(), th.base_logprobs.detach(), th.valid)
+        ref = self._judge[0]
+        if ref.device != lm.device: self._judge[0] = ref = ref.to(lm.device)
+        with torch.no_grad():
+            r = thought_forward(ref, batch["input_ids"], batch["attention_mask"], rollout["tokens"],
+                                self.replay_config(rollout["tokens"].shape[1]), self.marks, None, positions=rollout["positions"])
+        return thought_gain(r.lookahead_logprobs, r.base_logprobs, r.valid)
     def loss(self, lm, batch, rollout):
         th = self.replay(lm, batch, rollout)
         ex = rollout["explored"]
@@ -495,7 +509,8 @@ class DiscoveryObjective(QuietStarObjective):
                           thought_gain(th.lookahead_logprobs.detach(), th.base_logprobs.detach(), th.valid), real[:, None].expand(-1, th.tokens.shape[1], -1),
                           rollout["logq"])
         target = marginal_gain(s, draw_weights(self.cfg.estimator, s))  # (B, P): what a thought as inference draws it buys
-        best = s.gain.masked_fill(~s.mask, float("-inf")).amax(1).clamp(min=-20.0)  # (B, P): what the best of them buys
+        judged = self.judged_gain(lm, batch, rollout, th)  # (B, K, P): the same thoughts, read by the judge
+        best = judged.masked_fill(~s.mask, float("-inf")).amax(1).clamp(min=-20.0)  # (B, P): what the best of them buys
         D = th.base_hidden.shape[-1]
         h = th.base_hidden.detach().gather(1, th.positions[..., None].expand(-1, -1, D))  # (B, P, D)
         q, pq = self.values(h)[..., 0, 0], self.potential(h)[..., 0, 0]  # (B, P) each, with gradient into the estimators only

@@ -14,14 +14,14 @@ from .thoughts import *
 from .objective import Objective
 
 # %% auto #0
-__all__ = ['ADVANTAGES', 'THOUGHT_SOURCES', 'ESTIMATORS', 'TRAIN_PLACEMENTS', 'NLL_KINDS', 'DISTILL_RL', 'QuietStarConfig',
-           'masked_mean', 'token_gains', 'scored_targets', 'thought_gain', 'advantages', 'policy_surrogate',
-           'ThoughtScores', 'reinforce_estimate', 'best_explanation', 'marginal_estimate', 'filtered_estimate',
-           'posterior_estimate', 'supervised_estimate', 'draw_weights', 'thought_estimate', 'top_thought_share',
-           'quietstar_loss', 'text_nll', 'label_positions', 'enumerate_thoughts', 'forced_thoughts',
-           'intermediate_thoughts', 'equation_positions', 'result_tokens', 'QuietStarObjective', 'lookahead_sums',
-           'lookahead_nll_by_window', 'lookahead_nll', 'bootstrap_mean', 'DistillConfig', 'mixed_next_logprobs',
-           'teacher_mixed_logprobs', 'distill_loss', 'DistillObjective']
+__all__ = ['ADVANTAGES', 'THOUGHT_SOURCES', 'ESTIMATORS', 'TRAIN_PLACEMENTS', 'COMPARISON_ARMS', 'NLL_KINDS', 'DISTILL_RL',
+           'QuietStarConfig', 'masked_mean', 'token_gains', 'scored_targets', 'thought_gain', 'advantages',
+           'policy_surrogate', 'ThoughtScores', 'reinforce_estimate', 'best_explanation', 'marginal_estimate',
+           'filtered_estimate', 'posterior_estimate', 'supervised_estimate', 'draw_weights', 'thought_estimate',
+           'top_thought_share', 'quietstar_loss', 'text_nll', 'label_positions', 'enumerate_thoughts',
+           'forced_thoughts', 'intermediate_thoughts', 'equation_positions', 'result_tokens', 'QuietStarObjective',
+           'comparison_arms', 'lookahead_sums', 'lookahead_nll_by_window', 'lookahead_nll', 'bootstrap_mean',
+           'DistillConfig', 'mixed_next_logprobs', 'teacher_mixed_logprobs', 'distill_loss', 'DistillObjective']
 
 # %% ../nbs/05_quietstar.ipynb #f382c991
 ADVANTAGES = ("signed", "positive")
@@ -389,6 +389,17 @@ class QuietStarObjective(Objective):
         "The trained model as a thinking-model folder (model with the learned markers, tokenizer, mixing head, thought config)."
         self.markers.write_to(lm)
         save_thinking_model(Thinker(lm, self.tok, self.tcfg, self.marks, self.head), path)
+
+# %% ../nbs/05_quietstar.ipynb #733fdca6
+COMPARISON_ARMS = ("quietstar", "pause", "ntp")
+
+def comparison_arms(**qs_args) -> dict[str, tuple[str, dict]]:
+    "The arms of a thinking comparison as (registered objective, objective_args): Quiet-STaR with `qs_args`, the pause control, plain fine-tuning."
+    cfg = QuietStarConfig(**qs_args)  # validates the shared knobs once
+    check(cfg.base_weight == 1.0, f"base_weight={cfg.base_weight}: every arm must train the ntp arm's next-token NLL at weight 1; leave it at 1")
+    return dict(quietstar=("quietstar", dict(qs_args)),
+                pause=("quietstar", dict(qs_args) | dict(thought_source="filler", n_thoughts=1)),
+                ntp=("ntp", {}))
 
 # %% ../nbs/05_quietstar.ipynb #e9abfc30
 NLL_KINDS = ("base", "thought", "mixed")

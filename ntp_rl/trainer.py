@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import yaml
+from fastcore.basics import patch
 from .core import *
 from .data import *
 from .objective import *
@@ -19,8 +20,8 @@ __all__ = ['SCHEDULES', 'PRECISIONS', 'RESUME_FREE', 'CKPT', 'CHECKSUMS', 'COLLA
            'parse_overrides', 'load_train_config', 'TrainModule', 'BatchStream', 'shard_cpu_processes',
            'check_sharding', 'gathered', 'whole_on_main', 'fill_deepspeed', 'checkpoints', 'latest_checkpoint',
            'checkpoint_state', 'write_checksums', 'resume_hint', 'verify_checkpoint', 'load_checkpoint',
-           'collapse_warning', 'Trainer', 'train', 'read_metrics', 'CurriculumConfig', 'run_curriculum',
-           'load_curriculum']
+           'collapse_warning', 'count_token_forwards', 'Trainer', 'train', 'read_metrics', 'CurriculumConfig',
+           'run_curriculum', 'load_curriculum']
 
 # %% ../nbs/07_trainer.ipynb #a9a3b1b2
 SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine")
@@ -364,7 +365,22 @@ def collapse_warning(metrics:dict, # one step's logged metrics (a thinking objec
     return (f"ntp_rl: warning: thoughts collapsed at step {step}: one thought holds {share:.0%} of the thinking positions and "
             f"the mean gain is {gain:.3f} nats; try estimator=marginal/filtered/posterior or a placement where thoughts can pay")
 
-# %% ../nbs/07_trainer.ipynb #97c84fff
+# %% ../nbs/07_trainer.ipynb #c7f0a1b2
+@contextlib.contextmanager
+def count_token_forwards():
+    "Count the token positions every transformer forward computes while open (yields a one-item list): text, padding, thoughts, look-ahead, a frozen teacher's too."
+    n = [0]
+    def hook(module, args, out):  # each model's first decoder layer: every computed position passes it once per forward
+        att = getattr(module, "self_attn", None) or getattr(module, "attn", None)
+        if getattr(att, "layer_idx", None) == 0 and not isinstance(module, nn.ModuleList):
+            h = out[0] if isinstance(out, tuple) else out  # (B, N, D): N new positions (a KV cache holds the rest)
+            n[0] += h.shape[0] * h.shape[1]
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try: yield n
+    finally: handle.remove()
+
+
+# %% ../nbs/07_trainer.ipynb #1ea31c15
 class Trainer:
     "Runs a `TrainConfig` with `accelerate`: `Trainer(cfg).run()`; resumable, distributed, logged."
     def __init__(self, cfg:TrainConfig):
@@ -418,145 +434,162 @@ class Trainer:
         splits = load_windows(cfg.data, self.tok, max_context=model_context(lm), docs=docs)
         self.val = splits.get("val")
         self.stream = BatchStream(splits["train"], cfg.data.batch_size, cfg.seed, self.acc.process_index, self.acc.num_processes)
-        self.step = 0
+        self.step, self.forwards = 0, 0  # optimiser steps, and token-forwards (`count_token_forwards`) so far
         if self.resume_from: self._load(self.resume_from)
 
-    def _resume_path(self) -> Path|None:
-        c = self.cfg
-        if c.resume == "latest":
-            last = latest_checkpoint(self.out)
-            return last.resolve() if last else None
-        if c.resume: return Path(c.resume).resolve()
-        if checkpoints(self.out): raise NtpRlError(f"{self.out} already holds checkpoints; pass resume='latest' to continue "
-                                                   f"that run, or choose another out_dir")
-        return None
+# %% ../nbs/07_trainer.ipynb #2454d638
+@patch
+def _resume_path(self:Trainer) -> Path|None:
+    c = self.cfg
+    if c.resume == "latest":
+        last = latest_checkpoint(self.out)
+        return last.resolve() if last else None
+    if c.resume: return Path(c.resume).resolve()
+    if checkpoints(self.out): raise NtpRlError(f"{self.out} already holds checkpoints; pass resume='latest' to continue "
+                                               f"that run, or choose another out_dir")
+    return None
 
-    def _lora(self, lm):
-        from peft import LoraConfig, get_peft_model
-        return get_peft_model(lm, LoraConfig(r=self.cfg.lora_r, lora_alpha=self.cfg.lora_alpha,
-                                             target_modules=self.cfg.lora_targets.split(), task_type="CAUSAL_LM"))
+@patch
+def _lora(self:Trainer, lm):
+    from peft import LoraConfig, get_peft_model
+    return get_peft_model(lm, LoraConfig(r=self.cfg.lora_r, lora_alpha=self.cfg.lora_alpha,
+                                         target_modules=self.cfg.lora_targets.split(), task_type="CAUSAL_LM"))
 
-    def _init_weights(self, module, ckpt:Path):
-        from safetensors.torch import load_model as load_st
-        verify_checkpoint(ckpt)
-        f = ckpt/"model.safetensors"
-        if not f.exists(): raise NtpRlError(f"{ckpt} holds no model.safetensors; give a checkpoint-N folder of an ntp_rl run")
-        missing, unexpected = load_st(module, f, strict=False)
-        # the language model must fit exactly; heads of another objective (a previous stage's mixing head) may be left out
-        bad = [k for k in list(missing) + list(unexpected) if k.startswith("lm.")]
-        if bad: raise NtpRlError(f"{ckpt} does not fit this model: {bad[:3]}; start from a checkpoint of the same model")
+@patch
+def _init_weights(self:Trainer, module, ckpt:Path):
+    from safetensors.torch import load_model as load_st
+    verify_checkpoint(ckpt)
+    f = ckpt/"model.safetensors"
+    if not f.exists(): raise NtpRlError(f"{ckpt} holds no model.safetensors; give a checkpoint-N folder of an ntp_rl run")
+    missing, unexpected = load_st(module, f, strict=False)
+    # the language model must fit exactly; heads of another objective (a previous stage's mixing head) may be left out
+    bad = [k for k in list(missing) + list(unexpected) if k.startswith("lm.")]
+    if bad: raise NtpRlError(f"{ckpt} does not fit this model: {bad[:3]}; start from a checkpoint of the same model")
 
-    def _check_resume(self, ckpt:Path):
-        "Refuse a resume whose config or inputs differ from the checkpoint's in anything but `RESUME_FREE`, naming them."
-        st = checkpoint_state(ckpt)
-        self.history = list(st.get("history", []))
-        if (ckpt/"config.yaml").exists():
-            old = dotted(read_yaml(ckpt/"config.yaml", "resume from another checkpoint"))
-            new = dotted(config_to_dict(self.cfg))
-            diff = {k: (old[k], new[k]) for k in sorted(set(old) & set(new)) if old[k] != new[k]}  # fields both versions know
-            bad = {k: v for k, v in diff.items() if k not in RESUME_FREE}
-            if self._same_global_batch(ckpt, st, old): bad.pop("data.batch_size", None)
-            if bad:
-                raise NtpRlError(f"resume: {ckpt.name} was trained with " + ", ".join(f"{k}={a!r} (requested {b!r})" for k, (a, b) in bad.items())
-                                 + "; a resumed run keeps its settings (the optimiser and schedule come from the checkpoint): drop "
-                                 f"these overrides to continue it, or start a new run from its weights with init_from={ckpt} "
-                                 "and another out_dir")
-            self.resume_changes = {k: v for k, v in diff.items() if k != "resume"}
-        old_in = st.get("inputs")
-        if old_in is not None and sorted(old_in.values()) != sorted(self.inputs.values()):
-            changed = sorted(k for k in set(old_in) | set(self.inputs) if old_in.get(k) != self.inputs.get(k))
-            raise NtpRlError(f"resume: the training data changed since {ckpt.name} ({', '.join(changed)}); a resumed run must read "
-                             "the same data: restore it, or start a new run (init_from=<checkpoint> to keep the weights)")
-        if st["step"] > self.cfg.max_steps:
-            raise NtpRlError(f"resume: {ckpt.name} is at step {st['step']}, past max_steps={self.cfg.max_steps}; give max_steps "
-                             f">= {st['step']} (or resume from an earlier checkpoint)")
-        verify_checkpoint(ckpt)  # every file as it was saved, before the model is even loaded
+@patch
+def _load(self:Trainer, ckpt:Path):
+    load_checkpoint(self.acc, ckpt)
+    st = checkpoint_state(ckpt)
+    self.step = st["step"]; self.stream.load(st["data"]); self.forwards = st.get("token_forwards", 0)
 
-    def _same_global_batch(self, ckpt:Path, st:dict, old:dict) -> bool:
-        "Whether a resume on another number of processes keeps the global batch (and so the data order); refuses one that does not."
-        sharded, fsdp = any(ckpt.glob("pytorch_model_fsdp_*")), self.acc.distributed_type == "FSDP"
-        if sharded and not fsdp:
-            raise NtpRlError(f"resume: {ckpt.name} is a sharded (FSDP) checkpoint and this run is not under FSDP; resume it under an "
-                             "FSDP launch config, on any number of processes (accelerate launch --config_file "
-                             "configs/accelerate/fsdp_cpu.yaml --num_processes 1 ... on CPUs)")
-        if fsdp and not sharded:
-            raise NtpRlError(f"resume: {ckpt.name} is an unsharded checkpoint and this run is under FSDP; resume it without FSDP, "
-                             f"or start a new FSDP run from its weights with init_from={ckpt} and another out_dir")
-        n_old, n, bs_old = st.get("processes"), self.acc.num_processes, old.get("data.batch_size")
-        if not n_old or not bs_old or n_old == n: return False
-        want = bs_old * n_old
-        if want == self.cfg.data.batch_size * n: return True
-        raise NtpRlError(f"resume: {ckpt.name} was trained on {n_old} processes x data.batch_size={bs_old} (a global batch of "
-                         f"{want}); on {n} processes " + (f"give data.batch_size={want // n}" if want % n == 0 else
-                         f"no whole data.batch_size gives {want}: resume on a number of processes that divides it"))
+# %% ../nbs/07_trainer.ipynb #e8bef839
+@patch
+def _check_resume(self:Trainer, ckpt:Path):
+    "Refuse a resume whose config or inputs differ from the checkpoint's in anything but `RESUME_FREE`, naming them."
+    st = checkpoint_state(ckpt)
+    self.history = list(st.get("history", []))
+    if (ckpt/"config.yaml").exists():
+        old = dotted(read_yaml(ckpt/"config.yaml", "resume from another checkpoint"))
+        new = dotted(config_to_dict(self.cfg))
+        diff = {k: (old[k], new[k]) for k in sorted(set(old) & set(new)) if old[k] != new[k]}  # fields both versions know
+        bad = {k: v for k, v in diff.items() if k not in RESUME_FREE}
+        if self._same_global_batch(ckpt, st, old): bad.pop("data.batch_size", None)
+        if bad:
+            raise NtpRlError(f"resume: {ckpt.name} was trained with " + ", ".join(f"{k}={a!r} (requested {b!r})" for k, (a, b) in bad.items())
+                             + "; a resumed run keeps its settings (the optimiser and schedule come from the checkpoint): drop "
+                             f"these overrides to continue it, or start a new run from its weights with init_from={ckpt} "
+                             "and another out_dir")
+        self.resume_changes = {k: v for k, v in diff.items() if k != "resume"}
+    old_in = st.get("inputs")
+    if old_in is not None and sorted(old_in.values()) != sorted(self.inputs.values()):
+        changed = sorted(k for k in set(old_in) | set(self.inputs) if old_in.get(k) != self.inputs.get(k))
+        raise NtpRlError(f"resume: the training data changed since {ckpt.name} ({', '.join(changed)}); a resumed run must read "
+                         "the same data: restore it, or start a new run (init_from=<checkpoint> to keep the weights)")
+    if st["step"] > self.cfg.max_steps:
+        raise NtpRlError(f"resume: {ckpt.name} is at step {st['step']}, past max_steps={self.cfg.max_steps}; give max_steps "
+                         f">= {st['step']} (or resume from an earlier checkpoint)")
+    verify_checkpoint(ckpt)  # every file as it was saved, before the model is even loaded
 
-    def _load(self, ckpt:Path):
-        load_checkpoint(self.acc, ckpt)
-        st = checkpoint_state(ckpt)
-        self.step = st["step"]; self.stream.load(st["data"])
+@patch
+def _same_global_batch(self:Trainer, ckpt:Path, st:dict, old:dict) -> bool:
+    "Whether a resume on another number of processes keeps the global batch (and so the data order); refuses one that does not."
+    sharded, fsdp = any(ckpt.glob("pytorch_model_fsdp_*")), self.acc.distributed_type == "FSDP"
+    if sharded and not fsdp:
+        raise NtpRlError(f"resume: {ckpt.name} is a sharded (FSDP) checkpoint and this run is not under FSDP; resume it under an "
+                         "FSDP launch config, on any number of processes (accelerate launch --config_file "
+                         "configs/accelerate/fsdp_cpu.yaml --num_processes 1 ... on CPUs)")
+    if fsdp and not sharded:
+        raise NtpRlError(f"resume: {ckpt.name} is an unsharded checkpoint and this run is under FSDP; resume it without FSDP, "
+                         f"or start a new FSDP run from its weights with init_from={ckpt} and another out_dir")
+    n_old, n, bs_old = st.get("processes"), self.acc.num_processes, old.get("data.batch_size")
+    if not n_old or not bs_old or n_old == n: return False
+    want = bs_old * n_old
+    if want == self.cfg.data.batch_size * n: return True
+    raise NtpRlError(f"resume: {ckpt.name} was trained on {n_old} processes x data.batch_size={bs_old} (a global batch of "
+                     f"{want}); on {n} processes " + (f"give data.batch_size={want // n}" if want % n == 0 else
+                     f"no whole data.batch_size gives {want}: resume on a number of processes that divides it"))
 
-    def _set_aside_later(self) -> list[str]:
-        "Move checkpoints newer than the one resumed from into `set_aside/`, so `latest` is always this run's (main process)."
-        src, step = self.resume_from, self.step
-        later = [p for p in checkpoints(self.out) if p.resolve() != src and
-                 (int(CKPT.match(p.name)[1]) > step or (int(CKPT.match(p.name)[1]) == step and src.parent != self.out.resolve()))]
-        if not later: return []
-        dest = self.out/"set_aside"/f"{time.strftime('%Y%m%d-%H%M%S')}_resumed-from-{src.name}"
-        dest.mkdir(parents=True, exist_ok=True)
-        for p in later: os.rename(p, dest/p.name)
-        print(f"note: resuming from {src.name}; moved the later {', '.join(p.name for p in later)} of an earlier run to {dest}, "
-              "so that 'latest' is this run's", file=sys.stderr)
-        return [str(dest/p.name) for p in later]
+# %% ../nbs/07_trainer.ipynb #1f5c30f8
+@patch
+def _set_aside_later(self:Trainer) -> list[str]:
+    "Move checkpoints newer than the one resumed from into `set_aside/`, so `latest` is always this run's (main process)."
+    src, step = self.resume_from, self.step
+    later = [p for p in checkpoints(self.out) if p.resolve() != src and
+             (int(CKPT.match(p.name)[1]) > step or (int(CKPT.match(p.name)[1]) == step and src.parent != self.out.resolve()))]
+    if not later: return []
+    dest = self.out/"set_aside"/f"{time.strftime('%Y%m%d-%H%M%S')}_resumed-from-{src.name}"
+    dest.mkdir(parents=True, exist_ok=True)
+    for p in later: os.rename(p, dest/p.name)
+    print(f"note: resuming from {src.name}; moved the later {', '.join(p.name for p in later)} of an earlier run to {dest}, "
+          "so that 'latest' is this run's", file=sys.stderr)
+    return [str(dest/p.name) for p in later]
 
-    def _check_finite(self):
-        "Refuse to save weights that are not finite (an infinite lr, an overflow): the last checkpoint stays the last good one."
-        params = [p.to_local() if hasattr(p, "to_local") else p for p in self.acc.unwrap_model(self.module).parameters()]  # FSDP: this process's shard
-        n_bad = sum(int(not torch.isfinite(p).all()) for p in params)
-        if self.acc.reduce(torch.tensor(float(n_bad), device=self.acc.device), "sum").item() > 0:
-            raise NtpRlError(f"{n_bad} weight tensor(s) are not finite after step {self.step}; stopped without saving. Last good "
-                             f"checkpoint: {latest_checkpoint(self.out) or 'none'}. Lower lr or max_grad_norm, or check the data")
+@patch
+def _check_finite(self:Trainer):
+    "Refuse to save weights that are not finite (an infinite lr, an overflow): the last checkpoint stays the last good one."
+    params = [p.to_local() if hasattr(p, "to_local") else p for p in self.acc.unwrap_model(self.module).parameters()]  # FSDP: this process's shard
+    n_bad = sum(int(not torch.isfinite(p).all()) for p in params)
+    if self.acc.reduce(torch.tensor(float(n_bad), device=self.acc.device), "sum").item() > 0:
+        raise NtpRlError(f"{n_bad} weight tensor(s) are not finite after step {self.step}; stopped without saving. Last good "
+                         f"checkpoint: {latest_checkpoint(self.out) or 'none'}. Lower lr or max_grad_norm, or check the data")
 
-    def save(self):
-        "Write `checkpoint-<step>` atomically and keep the last `keep_last`; weights that are not finite are never written."
-        self._check_finite()
-        final = self.out/f"checkpoint-{self.step:06d}"
-        tmp = self.out/f".tmp-checkpoint-{self.step:06d}"
-        if self.acc.is_main_process:
-            for stale in self.out.glob(".tmp-checkpoint-*"): shutil.rmtree(stale, ignore_errors=True)  # from killed runs
-            tmp.mkdir(parents=True)
-        self.acc.wait_for_everyone()
-        quiet = logging.getLogger("accelerate.utils.other")  # tied embeddings are stored once; its warning says so each save
-        level = quiet.level; quiet.setLevel(logging.ERROR)
-        try: self.acc.save_state(str(tmp))
-        finally: quiet.setLevel(level)
-        self.acc.wait_for_everyone()
-        if self.acc.is_main_process:
-            (tmp/"trainer_state.json").write_text(json.dumps(dict(step=self.step, data=self.stream.state(), inputs=self.inputs,
-                                                                  history=self.history, processes=self.acc.num_processes)))
-            (tmp/"config.yaml").write_text(yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False))
-        with whole_on_main(self.acc.unwrap_model(self.module), self.acc.is_main_process) as m:
-            if self.acc.is_main_process: m.objective.save_extras(m.lm, tmp/"model")
-        if self.acc.is_main_process:
-            write_checksums(tmp)  # last: it covers every file above
-            if final.exists(): shutil.rmtree(final)
-            os.rename(tmp, final)
-            for old in checkpoints(self.out)[:-self.cfg.keep_last]: shutil.rmtree(old)
-        self.acc.wait_for_everyone()
-        return final
+@patch
+def save(self:Trainer):
+    "Write `checkpoint-<step>` atomically and keep the last `keep_last`; weights that are not finite are never written."
+    self._check_finite()
+    final = self.out/f"checkpoint-{self.step:06d}"
+    tmp = self.out/f".tmp-checkpoint-{self.step:06d}"
+    if self.acc.is_main_process:
+        for stale in self.out.glob(".tmp-checkpoint-*"): shutil.rmtree(stale, ignore_errors=True)  # from killed runs
+        tmp.mkdir(parents=True)
+    self.acc.wait_for_everyone()
+    quiet = logging.getLogger("accelerate.utils.other")  # tied embeddings are stored once; its warning says so each save
+    level = quiet.level; quiet.setLevel(logging.ERROR)
+    try: self.acc.save_state(str(tmp))
+    finally: quiet.setLevel(level)
+    self.acc.wait_for_everyone()
+    if self.acc.is_main_process:
+        (tmp/"trainer_state.json").write_text(json.dumps(dict(step=self.step, data=self.stream.state(), inputs=self.inputs,
+                                                              history=self.history, processes=self.acc.num_processes,
+                                                              token_forwards=self.forwards)))
+        (tmp/"config.yaml").write_text(yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False))
+    with whole_on_main(self.acc.unwrap_model(self.module), self.acc.is_main_process) as m:
+        if self.acc.is_main_process: m.objective.save_extras(m.lm, tmp/"model")
+    if self.acc.is_main_process:
+        write_checksums(tmp)  # last: it covers every file above
+        if final.exists(): shutil.rmtree(final)
+        os.rename(tmp, final)
+        for old in checkpoints(self.out)[:-self.cfg.keep_last]: shutil.rmtree(old)
+    self.acc.wait_for_everyone()
+    return final
 
-    @torch.no_grad()
-    def evaluate(self) -> dict:
-        "Validation NLL of the plain model on the first `eval_windows` validation windows."
-        if self.val is None: return {}
-        with gathered(self.acc.unwrap_model(self.module)) as m:  # every process evaluates: FSDP's gathers are collectives
-            m.lm.eval()
-            nll = windows_nll(m.lm, self.val[:self.cfg.eval_windows], self.cfg.data.batch_size)
-            m.lm.train()
-        return dict(val_nll=nll)
+# %% ../nbs/07_trainer.ipynb #fa08a17a
+@patch
+@torch.no_grad()
+def evaluate(self:Trainer) -> dict:
+    "Validation NLL of the plain model on the first `eval_windows` validation windows."
+    if self.val is None: return {}
+    with gathered(self.acc.unwrap_model(self.module)) as m:  # every process evaluates: FSDP's gathers are collectives
+        m.lm.eval()
+        nll = windows_nll(m.lm, self.val[:self.cfg.eval_windows], self.cfg.data.batch_size)
+        m.lm.train()
+    return dict(val_nll=nll)
 
-    def train_step(self) -> dict:
-        "One optimiser step over `grad_accum` micro-batches; returns the step's metrics (averaged over processes)."
-        c, t0, tokens, sums = self.cfg, time.time(), 0, {}
+@patch
+def train_step(self:Trainer) -> dict:
+    "One optimiser step over `grad_accum` micro-batches; returns the step's metrics (averaged over processes)."
+    c, t0, tokens, sums = self.cfg, time.time(), 0, {}
+    with count_token_forwards() as fw:  # every position a forward computes: text, thoughts, look-ahead, a teacher's
         for i in range(c.grad_accum):
             b = next(self.stream)
             b = {k: v.to(self.acc.device) for k, v in b.items()}
@@ -572,61 +605,67 @@ class Trainer:
                                      f"checkpoint: {last or 'none'}. Lower lr, check the data, or resume from it")
                 self.acc.backward(loss / c.grad_accum)
             for k, v in dict(loss=loss.item(), **out["metrics"]).items(): sums[k] = sums.get(k, 0.0) + v / c.grad_accum
-        gnorm = self.acc.clip_grad_norm_(self.module.parameters(), c.max_grad_norm) if c.max_grad_norm else None
-        self.opt.step(); self.sched.step(); self.opt.zero_grad(set_to_none=True)
-        self.step += 1
-        m = {k: self.acc.reduce(torch.tensor(v, device=self.acc.device), "mean").item() for k, v in sums.items()}
-        tok_all = self.acc.reduce(torch.tensor(float(tokens), device=self.acc.device), "sum").item()
-        m.update(lr=self.sched.get_last_lr()[0], tokens_per_s=tok_all / max(time.time() - t0, 1e-9),
-                 peak_mem_mb=_peak_memory_mb(self.acc.device))
-        if gnorm is not None: m["grad_norm"] = float(gnorm)
-        return m
+    gnorm = self.acc.clip_grad_norm_(self.module.parameters(), c.max_grad_norm) if c.max_grad_norm else None
+    self.opt.step(); self.sched.step(); self.opt.zero_grad(set_to_none=True)
+    self.step += 1
+    m = {k: self.acc.reduce(torch.tensor(v, device=self.acc.device), "mean").item() for k, v in sums.items()}
+    tok_all = self.acc.reduce(torch.tensor(float(tokens), device=self.acc.device), "sum").item()
+    fw_all = int(self.acc.reduce(torch.tensor(float(fw[0]), device=self.acc.device), "sum").item())
+    self.forwards += fw_all
+    m.update(token_forwards=fw_all, token_forwards_total=self.forwards)  # the compute a matched arm is given
+    m.update(lr=self.sched.get_last_lr()[0], tokens_per_s=tok_all / max(time.time() - t0, 1e-9),
+             peak_mem_mb=_peak_memory_mb(self.acc.device))
+    if gnorm is not None: m["grad_norm"] = float(gnorm)
+    return m
 
-    def run(self) -> dict:
-        "Train to `max_steps` (from the resumed step), checkpointing and logging; returns a summary."
-        from tqdm.auto import tqdm
-        c = self.cfg
-        if self.step >= c.max_steps and self.resume_from:  # a finished run asked again: nothing to do, nothing appended
-            self._release()
-            return dict(steps=self.step, checkpoint=str(self.resume_from), finished_earlier=True)
-        main, fresh_dir = self.acc.is_main_process, not self.out.exists()
-        if main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            if self.resume_from:
-                entry = dict(step=self.step, resumed_from=str(self.resume_from), at=time.strftime("%Y-%m-%dT%H:%M:%S"))
-                if self.resume_changes: entry["changed"] = {k: list(v) for k, v in self.resume_changes.items()}
-                if aside := self._set_aside_later(): entry["set_aside"] = aside
-                self.history.append(entry)
-        self.acc.wait_for_everyone()
-        logs = _Logs(self.out, self.step, main)
-        if main and logs.dropped and self.history and "set_aside" in self.history[-1]:  # keep the abandoned branch's metrics with it
-            atomic_write(Path(self.history[-1]["set_aside"][0]).parent/"metrics.jsonl", "".join(l + "\n" for l in logs.dropped))
-        bar = tqdm(total=c.max_steps, initial=self.step, desc=f"train {c.objective}", disable=not main)
-        saved, warned = False, None
-        try:
-            while self.step < c.max_steps:
-                m = self.train_step()
-                if c.eval_every and self.step % c.eval_every == 0: m.update(self.evaluate())
-                if self.step % c.log_every == 0 or self.step == c.max_steps: logs.write(self.step, m)
-                if main and not warned and (warned := collapse_warning(m, self.step)): bar.write(warned, file=sys.stderr)
-                bar.update(1); bar.set_postfix({k: f"{m[k]:.3g}" for k in ("loss", "reward_mean", "mix_weight") if k in m})
-                if self.step % c.save_every == 0 or self.step == c.max_steps: self.save(); saved = True
-            final = self.evaluate()
-            if final: logs.write(self.step, final)
-        except BaseException:
-            bar.leave = False  # the error line is all that stays on the terminal
-            if main and not saved and not self.resume_from: self._remove_traces(fresh_dir)
-            raise
-        finally:
-            bar.close(); logs.close(); self._release()
-        return dict(steps=self.step, checkpoint=str(latest_checkpoint(self.out)), **final)
+# %% ../nbs/07_trainer.ipynb #767abc07
+@patch
+def run(self:Trainer) -> dict:
+    "Train to `max_steps` (from the resumed step), checkpointing and logging; returns a summary."
+    from tqdm.auto import tqdm
+    c = self.cfg
+    if self.step >= c.max_steps and self.resume_from:  # a finished run asked again: nothing to do, nothing appended
+        self._release()
+        return dict(steps=self.step, checkpoint=str(self.resume_from), finished_earlier=True)
+    main, fresh_dir = self.acc.is_main_process, not self.out.exists()
+    if main:
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.resume_from:
+            entry = dict(step=self.step, resumed_from=str(self.resume_from), at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+            if self.resume_changes: entry["changed"] = {k: list(v) for k, v in self.resume_changes.items()}
+            if aside := self._set_aside_later(): entry["set_aside"] = aside
+            self.history.append(entry)
+    self.acc.wait_for_everyone()
+    logs = _Logs(self.out, self.step, main)
+    if main and logs.dropped and self.history and "set_aside" in self.history[-1]:  # keep the abandoned branch's metrics with it
+        atomic_write(Path(self.history[-1]["set_aside"][0]).parent/"metrics.jsonl", "".join(l + "\n" for l in logs.dropped))
+    bar = tqdm(total=c.max_steps, initial=self.step, desc=f"train {c.objective}", disable=not main)
+    saved, warned = False, None
+    try:
+        while self.step < c.max_steps:
+            m = self.train_step()
+            if c.eval_every and self.step % c.eval_every == 0: m.update(self.evaluate())
+            if self.step % c.log_every == 0 or self.step == c.max_steps: logs.write(self.step, m)
+            if main and not warned and (warned := collapse_warning(m, self.step)): bar.write(warned, file=sys.stderr)
+            bar.update(1); bar.set_postfix({k: f"{m[k]:.3g}" for k in ("loss", "reward_mean", "mix_weight") if k in m})
+            if self.step % c.save_every == 0 or self.step == c.max_steps: self.save(); saved = True
+        final = self.evaluate()
+        if final: logs.write(self.step, final)
+    except BaseException:
+        bar.leave = False  # the error line is all that stays on the terminal
+        if main and not saved and not self.resume_from: self._remove_traces(fresh_dir)
+        raise
+    finally:
+        bar.close(); logs.close(); self._release()
+    return dict(steps=self.step, checkpoint=str(latest_checkpoint(self.out)), **final)
 
-    def _remove_traces(self, fresh_dir:bool):
-        "A fresh run that failed before its first checkpoint leaves its out_dir as it found it (absent if it created it)."
-        for p in [self.out/"metrics.jsonl", self.out/"tb", *self.out.glob(".tmp-checkpoint-*")]:
-            if p.is_dir(): shutil.rmtree(p, ignore_errors=True)
-            else: p.unlink(missing_ok=True)
-        if fresh_dir and self.out.is_dir() and not any(self.out.iterdir()): self.out.rmdir()
+@patch
+def _remove_traces(self:Trainer, fresh_dir:bool):
+    "A fresh run that failed before its first checkpoint leaves its out_dir as it found it (absent if it created it)."
+    for p in [self.out/"metrics.jsonl", self.out/"tb", *self.out.glob(".tmp-checkpoint-*")]:
+        if p.is_dir(): shutil.rmtree(p, ignore_errors=True)
+        else: p.unlink(missing_ok=True)
+    if fresh_dir and self.out.is_dir() and not any(self.out.iterdir()): self.out.rmdir()
 
 # %% ../nbs/07_trainer.ipynb #1b2e6ea2
 def train(cfg:TrainConfig) -> dict:

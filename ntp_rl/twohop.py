@@ -20,7 +20,7 @@ from .viewer import render_page
 
 # %% auto #0
 __all__ = ['TWOHOP_MODEL', 'TWOHOP_INITS', 'TWOHOP_BUILDS', 'THOUGHT_KINDS', 'PLACEMENTS', 'TwohopModelConfig', 'induction_init',
-           'init_twohop_model', 'twohop_train_config', 'build_twohop_model', 'prepare_twohop_model',
+           'init_twohop_model', 'twohop_train_config', 'deepen_model', 'build_twohop_model', 'prepare_twohop_model',
            'twohop_eval_windows', 'position_nll', 'type_summary', 'oracle_thoughts', 'thought_nll', 'twohop_page',
            'placement_mask', 'placement_row', 'placement_curve', 'fit_oracle_values', 'horizon_decisions',
            'oracle_horizons', 'scan_horizons', 'horizon_scan']
@@ -45,13 +45,14 @@ class TwohopModelConfig:
     window: int = 128 # one sequence per window (boundaries = split); the longest sequence is ~110 tokens
     corpus: str = "twohop-pretrain" # the curriculum + lookup warm start of 01_data (any of TWOHOP_MIXES; twohop-multi-pretrain: two-token answers)
     seed: int = 0
+    grow_from: str = "" # a named build (TWOHOP_BUILDS) to grow instead of pretraining: its weights, then identity layers up to n_layer (`deepen_model`)
     def __post_init__(self):
         check(self.n_layer >= 1 and self.d_model % self.n_head == 0, f"TwohopModelConfig: n_layer >= 1 and d_model % n_head == 0 "
               f"(got n_layer={self.n_layer}, d_model={self.d_model}, n_head={self.n_head})")
         check(self.max_steps >= 1 and self.lr > 0 and self.batch_size >= 1, "TwohopModelConfig: max_steps, lr and batch_size must be positive")
         check(self.corpus in TWOHOP_MIXES, f"TwohopModelConfig.corpus={self.corpus!r}; use one of: {', '.join(TWOHOP_MIXES)}")
         check(self.init in TWOHOP_INITS, f"TwohopModelConfig.init={self.init!r}; use one of: {', '.join(TWOHOP_INITS)}")
-        check(self.init == "random" or (self.n_layer == 2 and self.n_head == 2 and self.d_model >= 64),
+        check(bool(self.grow_from) or self.init == "random" or (self.n_layer == 2 and self.n_head == 2 and self.d_model >= 64),
               f"TwohopModelConfig.init={self.init!r} wires 2 layers of 2 heads into >= 64 dims (got n_layer={self.n_layer}, "
               f"n_head={self.n_head}, d_model={self.d_model}); use those or init='random'")
     @property
@@ -129,9 +130,32 @@ def twohop_train_config(init:str|Path, # a folder written by `init_twohop_model`
                        schedule="constant_with_warmup", weight_decay=0.01, save_every=cfg.max_steps, keep_last=1,
                        log_every=50, eval_windows=64, seed=cfg.seed)
 
+def deepen_model(src:str|Path, dest:str|Path, n_layer:int, seed:int=0) -> Path:
+    "`src`'s Llama with decoder layers appended up to `n_layer`, each an identity at first (zero attention and MLP output projections): the same function, with room to learn more."
+    from transformers import AutoModelForCausalLM
+    model, tok = load_model(str(src), device="cpu")
+    c = model.config
+    check(n_layer > c.num_hidden_layers, f"deepen_model: n_layer={n_layer} must exceed the {c.num_hidden_layers} layers of {src}")
+    c2 = type(c).from_dict({**c.to_dict(), "num_hidden_layers": n_layer})
+    torch.manual_seed(seed)
+    deep = AutoModelForCausalLM.from_config(c2)  # new layers: the family's random init
+    missing, unexpected = deep.load_state_dict(model.state_dict(), strict=False)
+    check(not unexpected and all(".layers." in k for k in missing), f"deepen_model: {src} is not a plain decoder stack ({unexpected or missing})")
+    with torch.no_grad():
+        for layer in deep.model.layers[c.num_hidden_layers:]:  # each new block adds 0 to the residual stream until it learns
+            layer.self_attn.o_proj.weight.zero_(); layer.mlp.down_proj.weight.zero_()
+    dest = Path(dest); deep.save_pretrained(dest); tok.save_pretrained(dest)
+    return dest
+
 def build_twohop_model(dest:str|Path, cfg:TwohopModelConfig=TwohopModelConfig()) -> Path:
-    "Pretrain twohop-llama from scratch with the trainer and write the final model (plus `twohop.json`: config, losses, time) into `dest`."
+    "Pretrain twohop-llama from scratch with the trainer (or grow `cfg.grow_from`) and write the final model (plus `twohop.json`: config, losses, time) into `dest`."
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
+    if cfg.grow_from:  # no pretraining: the named build's function, deeper
+        check(cfg.grow_from in TWOHOP_BUILDS and TWOHOP_BUILDS[cfg.grow_from].corpus == cfg.corpus, f"grow_from={cfg.grow_from!r}: "
+              f"name a build of TWOHOP_BUILDS pretrained on corpus={cfg.corpus!r} (the same tokenizer)")
+        deepen_model(prepare_twohop_model(name=cfg.grow_from), dest, cfg.n_layer, cfg.seed)
+        (dest/"twohop.json").write_text(json.dumps(dict(config=asdict(cfg), seconds=0.0, losses=[]), indent=1))
+        return dest
     work = dest/".build"
     t0 = time.time()
     res = train(twohop_train_config(init_twohop_model(work/"init", cfg), work/"run", cfg))
@@ -145,13 +169,16 @@ def build_twohop_model(dest:str|Path, cfg:TwohopModelConfig=TwohopModelConfig())
 TWOHOP_BUILDS = { # the named builds (core's BUILT_MODELS): what each is pretrained on
     TWOHOP_MODEL: TwohopModelConfig(), # thoughts seeded: π(c) inside every two-hop thought of the warm start
     "twohop-fair": TwohopModelConfig(corpus="twohop-pretrain-fair"), # discovery: reads thoughts in F segments, never shown one in a query
+    "twohop-fair-deep": TwohopModelConfig(corpus="twohop-pretrain-fair", n_layer=4, grow_from="twohop-fair"), # twohop-fair + 2 identity layers: deep enough for two hops, not yet able
 }
 
 def prepare_twohop_model(cfg:TwohopModelConfig|None=None, name:str=TWOHOP_MODEL) -> Path:
     "Build the named two-hop model (`TWOHOP_BUILDS`) into `$NTP_RL_CACHE/<name>` once (atomically); later calls return the folder at once."
     check(name in TWOHOP_BUILDS, f"no two-hop build named {name!r}; use one of: {', '.join(TWOHOP_BUILDS)}")
     dest = built_model_dir(name)
-    if not dest.exists(): print(f"ntp_rl: training {name} from scratch into {dest} (once, about 3 minutes)", file=sys.stderr)
+    grow = (cfg or TWOHOP_BUILDS[name]).grow_from
+    if not dest.exists(): print(f"ntp_rl: {f'growing {name} from {grow}' if grow else f'training {name} from scratch'} into {dest} "
+                                f"(once, {'seconds' if grow else 'about 3 minutes'})", file=sys.stderr)
     return build_atomically(dest, lambda tmp: build_twohop_model(tmp, cfg or TWOHOP_BUILDS[name]))
 
 # %% ../nbs/07a_twohop.ipynb #36d5bbb0

@@ -11,6 +11,7 @@ from typing import Mapping, Sequence
 from urllib.parse import parse_qs, urlparse
 import numpy as np
 import pandas as pd
+from fastcore.basics import patch
 from .core import *
 from .entropy import *
 
@@ -149,6 +150,8 @@ def text_table(df:pd.DataFrame, # rows with window, doc, pos, entropy (e.g. `loa
         mean_entropy=("entropy", "mean"), max_entropy=("entropy", "max"))
     return t.reset_index().drop(columns="key").rename_axis("text")
 
+
+# %% ../nbs/03_viewer.ipynb #7126feb2
 class EntropyRun:
     "An entropy folder opened for viewing: its texts (whole documents), the colour scale, and pages of examples."
     def __init__(self, folder:str|Path, # a folder written by ntp_rl_entropy
@@ -215,26 +218,29 @@ class EntropyRun:
 
     def n_pages(self, n:int) -> int: return max(1, -(-len(self.texts) // n))
 
-    def page(self, n:int=20, page:int=0, sort:str="order", links:bool=True) -> str:
-        "The HTML page for (n, page, sort); `links` adds sort and paging links (off for an exported file)."
-        check(sort in SORTS, f"sort={sort!r}; use one of: {', '.join(SORTS)}")
-        check(n >= 1, f"n={n}; show at least one example per page")
-        check(sort in SORTS, f"sort={sort!r}; use one of: {', '.join(SORTS)}")
-        P = self.n_pages(n)
-        check(0 <= page < P, f"page={page} is out of range; use 0 to {P-1}")
-        i, docs = self.info, self.texts["doc"]
-        what = f"{docs[docs >= 0].nunique()} documents" if (docs >= 0).any() else f"{len(self.texts)} windows"
-        info = ((f"{self.partial} (the run stopped early: rerun ntp_rl_entropy on this folder to finish it) · " if self.partial else "")
-                + f"{i.get('model', '?')} on {i.get('data', '?')}: {what}, {int(self.texts['n_tokens'].sum())} tokens; "
-                f"page {page+1} of {P}, {SORT_NAMES[sort]}"
-                + (f" (texts under {self.min_tokens} tokens last)" if (self.texts["n_tokens"] < self.min_tokens).any() else ""))
-        nav = ""
-        if links:
-            def a(label, s, p, cur=False): return f'<a class="{"cur" if cur else ""}" href="/?sort={s}&amp;page={p}">{label}</a>'
-            nav = ("<nav>sort: " + "".join(a(SORT_NAMES[s], s, 0, sort == s) for s in SORTS)
-                   + " · " + (a("← previous", sort, page - 1) if page > 0 else "")
-                   + (a("next →", sort, page + 1) if page + 1 < P else "") + "</nav>")
-        return render_page(self.examples(n, page, sort), "Token entropy", info, self.vmax, nav)
+
+# %% ../nbs/03_viewer.ipynb #ca6678e6
+@patch
+def page(self:EntropyRun, n:int=20, page:int=0, sort:str="order", links:bool=True) -> str:
+    "The HTML page for (n, page, sort); `links` adds sort and paging links (off for an exported file)."
+    check(sort in SORTS, f"sort={sort!r}; use one of: {', '.join(SORTS)}")
+    check(n >= 1, f"n={n}; show at least one example per page")
+    check(sort in SORTS, f"sort={sort!r}; use one of: {', '.join(SORTS)}")
+    P = self.n_pages(n)
+    check(0 <= page < P, f"page={page} is out of range; use 0 to {P-1}")
+    i, docs = self.info, self.texts["doc"]
+    what = f"{docs[docs >= 0].nunique()} documents" if (docs >= 0).any() else f"{len(self.texts)} windows"
+    info = ((f"{self.partial} (the run stopped early: rerun ntp_rl_entropy on this folder to finish it) · " if self.partial else "")
+            + f"{i.get('model', '?')} on {i.get('data', '?')}: {what}, {int(self.texts['n_tokens'].sum())} tokens; "
+            f"page {page+1} of {P}, {SORT_NAMES[sort]}"
+            + (f" (texts under {self.min_tokens} tokens last)" if (self.texts["n_tokens"] < self.min_tokens).any() else ""))
+    nav = ""
+    if links:
+        def a(label, s, p, cur=False): return f'<a class="{"cur" if cur else ""}" href="/?sort={s}&amp;page={p}">{label}</a>'
+        nav = ("<nav>sort: " + "".join(a(SORT_NAMES[s], s, 0, sort == s) for s in SORTS)
+               + " · " + (a("← previous", sort, page - 1) if page > 0 else "")
+               + (a("next →", sort, page + 1) if page + 1 < P else "") + "</nav>")
+    return render_page(self.examples(n, page, sort), "Token entropy", info, self.vmax, nav)
 
 
 # %% ../nbs/03_viewer.ipynb #d4a463e2

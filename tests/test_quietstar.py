@@ -168,3 +168,36 @@ def test_collapse_warning_fires_on_a_constant_thought(tmp_path, capsys):
     assert rows and all(r["top_thought_share"] == 1.0 for r in rows)
     assert rows[0]["reward_mean"] <= 0  # the constant thought buys nothing on this tiny model ...
     assert err.count("thoughts collapsed") == 1 and f"collapsed at step {rows[0]['step']}" in err, err[-1500:]  # ... and the run says so once
+
+
+def test_comparison_arms_share_the_next_token_term():
+    "Every arm of the thinking comparison (experiments/quietstar) trains the same full-window next-token NLL at weight 1: same value, same gradient on the LM, and the thinking arms' loss is exactly its weighted parts."
+    from ntp_rl.quietstar import comparison_arms
+    from ntp_rl.objective import get_objective
+    from ntp_rl.data import make_windows
+    def arm(name, args):
+        seed_everything(0)
+        model, tok = tiny_model("llama")
+        cls = get_objective(name)
+        obj = cls(cls.Config(**args), tok)
+        lm = obj.prepare_model(model.train())
+        ws = make_windows([tok("Captain Nemo steered the Nautilus twenty thousand leagues under the sea, past the coral.").input_ids],
+                          window=20, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id, boundaries="split")
+        batch = dict(input_ids=ws.input_ids, attention_mask=ws.attention_mask)
+        loss, parts = obj.loss(lm, batch, obj.rollout(lm, batch))
+        text = parts["nll_base"] if name == "quietstar" else parts["nll"]
+        w = lm.model.layers[0].mlp.up_proj.weight
+        (g,) = torch.autograd.grad(text, w, retain_graph=True)  # the next-token term's own gradient on the LM
+        return obj, loss, parts, text, g
+    arms = {a: arm(*spec) for a, spec in comparison_arms(thought_len=4, n_ahead=2, n_thoughts=2, n_positions=6).items()}
+    _, ntp_loss, _, ntp_text, ntp_grad = arms["ntp"]
+    assert torch.equal(ntp_loss, ntp_text)  # the ntp arm trains only this term
+    for a in ("quietstar", "pause"):
+        obj, loss, parts, text, g = arms[a]
+        c = obj.cfg
+        assert c.base_weight == 1.0
+        assert torch.allclose(text, ntp_text, atol=1e-5), (a, float(text), float(ntp_text))
+        assert torch.allclose(g, ntp_grad, atol=1e-6), a  # the same term, not just the same number
+        total = c.base_weight * parts["nll_base"] + c.mixed_weight * parts["nll_mixed"] + c.thought_weight * parts["nll_thought"] + c.policy_weight * parts["policy"]
+        assert torch.allclose(loss, total, atol=1e-6), a  # nothing else enters the loss
+    assert arms["pause"][0].cfg.thought_source == "filler" and arms["quietstar"][0].cfg.thought_source == "sampled"
