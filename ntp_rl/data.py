@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #de37018a
 from __future__ import annotations
-import importlib.util, json, subprocess, sys, tarfile
+import importlib.util, json, re, subprocess, sys, tarfile
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,13 +14,14 @@ import torch
 from .core import *
 
 # %% auto #0
-__all__ = ['SHAKESPEARE', 'CORPORA', 'FILE_TYPES', 'SPLITS', 'TWOHOP_SYMBOLS', 'TWOHOP_MARKS', 'TWOHOP_MULTI_MARKS',
-           'TWOHOP_DIGITS', 'TWOHOP_TYPES', 'WARM_STARTS', 'TWOHOP_READ', 'TWOHOP_THOUGHT', 'ANCHOR_TYPES',
-           'TWOHOP_PRETRAIN', 'TWOHOP_MIXES', 'TWOHOP_MULTI', 'wiki_docs', 'gsm_problems', 'gsm_docs',
-           'prepare_shakespeare', 'shakespeare_docs', 'verne_docs', 'file_docs', 'load_corpus', 'corpus_files',
-           'input_hashes', 'split_docs', 'Windows', 'make_windows', 'model_context', 'tokenize_docs', 'load_windows',
-           'iter_batches', 'windows_nll', 'prepare', 'TwohopConfig', 'twohop_sequence', 'twohop_docs',
-           'twohop_tokenizer', 'TwohopLabels', 'twohop_labels', 'twohop_anchors']
+__all__ = ['SHAKESPEARE', 'CORPORA', 'FILE_TYPES', 'SPLITS', 'GSM_TYPES', 'GSM_NUMBER', 'EQUATION_ANCHORS', 'TWOHOP_SYMBOLS',
+           'TWOHOP_MARKS', 'TWOHOP_MULTI_MARKS', 'TWOHOP_DIGITS', 'TWOHOP_TYPES', 'WARM_STARTS', 'TWOHOP_READ',
+           'TWOHOP_THOUGHT', 'ANCHOR_TYPES', 'TWOHOP_PRETRAIN', 'TWOHOP_MIXES', 'TWOHOP_MULTI', 'wiki_docs',
+           'gsm_problems', 'gsm_docs', 'prepare_shakespeare', 'shakespeare_docs', 'verne_docs', 'file_docs',
+           'load_corpus', 'corpus_files', 'input_hashes', 'split_docs', 'Windows', 'make_windows', 'model_context',
+           'tokenize_docs', 'load_windows', 'iter_batches', 'windows_nll', 'gsm_equations', 'EquationLabels',
+           'equation_labels', 'anchors_before', 'equation_anchors', 'prepare', 'TwohopConfig', 'twohop_sequence',
+           'twohop_docs', 'twohop_tokenizer', 'TwohopLabels', 'twohop_labels', 'twohop_anchors']
 
 # %% ../nbs/01_data.ipynb #5c3b889e
 def _package_dir(pkg:str, install:str) -> Path:
@@ -262,6 +263,65 @@ def windows_nll(model, # a causal LM
         tot += nll.sum().item(); n += int(target_mask(m).sum())
     return tot / n
 
+# %% ../nbs/01_data.ipynb #7bc7d69e
+GSM_TYPES = ("other", "equals", "result", "result_more") # token types of `equation_labels` (the index is the code): the token holding `=`, the result's first token, its later tokens
+GSM_NUMBER = r"\d+(?:,\d{3})*(?:\.\d+)?" # a number as the text writes it: 36, 2340, 488,000, 0.5
+_EQUATION = re.compile(r"=\s*[^\w\s=\x00]{0,2}\s*(" + GSM_NUMBER + ")") # `=`, maybe a currency sign, the result (\x00: a special token)
+
+def gsm_equations(text:str) -> list[tuple[int, int, int]]:
+    "Each written equation's `=` and result as character offsets (equals, start, end): the result is the number right after `=`."
+    return [(m.start(), m.start(1), m.end(1)) for m in _EQUATION.finditer(text)]
+
+@dataclass
+class EquationLabels:
+    "Per-token labels of GSM-style windows: each token's type (codes into GSM_TYPES) and the equation it belongs to."
+    types: torch.Tensor # (B, L) or (L,) long: index into GSM_TYPES
+    equation: torch.Tensor # same shape, long: the equation's index in its row at its `=` and result tokens, -1 elsewhere
+    def mask(self, name:str) -> torch.Tensor:
+        "Bool mask of the tokens of type `name`."
+        check(name in GSM_TYPES, f"unknown token type {name!r}; use one of: {', '.join(GSM_TYPES)}")
+        return self.types == GSM_TYPES.index(name)
+    @property
+    def result(self) -> torch.Tensor: return self.types >= GSM_TYPES.index("result") # every token of a result
+
+def equation_labels(input_ids:torch.Tensor, # (B, L) or (L,) token ids of GSM-style windows, cut anywhere
+                    tok) -> EquationLabels:
+    "Label every token from the ids alone: each token decoded, equations found in the joined text, their `=` and result characters mapped back to tokens."
+    ids = torch.as_tensor(input_ids)
+    rows = ids[None] if ids.ndim == 1 else ids
+    special = set(tok.all_special_ids)
+    types, eq = torch.zeros(rows.shape, dtype=torch.long), torch.full(rows.shape, -1, dtype=torch.long)
+    for b, row in enumerate(rows.tolist()):
+        pieces = ["\x00" if x in special else tok.decode([x]) for x in row]  # EOS/padding: no equation spans it
+        owner = np.repeat(np.arange(len(row)), [len(p) for p in pieces])  # character -> the token it came from
+        for j, (e, s, t) in enumerate(gsm_equations("".join(pieces))):
+            res = np.unique(owner[s:t])
+            if owner[e] in res: continue  # a token holding both `=` and the result: nothing before the result to think in
+            types[b, owner[e]], types[b, res[0]], types[b, res[1:]] = 1, 2, 3
+            eq[b, owner[e]], eq[b, res] = j, j
+    if ids.ndim == 1: types, eq = types[0], eq[0]
+    return EquationLabels(types, eq)
+
+# %% ../nbs/01_data.ipynb #5a8c4e09
+EQUATION_ANCHORS = ("result", "equals") # where a thought about an equation is written: before its result's first token, or before its `=`
+
+def anchors_before(sel:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    "Positions to think after: t−1 for every selected token t of (B, L) bool `sel`, as (B, P) `positions` padded by repetition and a (B, P) `valid` mask."
+    sel = sel.clone(); sel[:, 0] = False  # the first token has no position before it
+    P = max(int(sel.sum(1).max()), 1)
+    pos, ok = torch.zeros(len(sel), P, dtype=torch.long), torch.zeros(len(sel), P, dtype=torch.bool)
+    for b in range(len(sel)):
+        t = sel[b].nonzero()[:, 0]
+        pos[b, :len(t)], ok[b, :len(t)] = t - 1, True
+        if 0 < len(t) < P: pos[b, len(t):] = t[-1] - 1
+    return pos, ok
+
+def equation_anchors(lab:EquationLabels, kind:str="result") -> tuple[torch.Tensor, torch.Tensor]:
+    "The slot before each equation's first result token (kind 'result') or its `=` (kind 'equals'): (B, P) positions, (B, P) valid."
+    check(kind in EQUATION_ANCHORS, f"kind={kind!r}; use one of: {', '.join(EQUATION_ANCHORS)}")
+    types = lab.types if lab.types.ndim == 2 else lab.types[None]
+    return anchors_before(types == GSM_TYPES.index("equals" if kind == "equals" else "result"))
+
 # %% ../nbs/01_data.ipynb #441a5273
 def prepare(corpora:tuple[str, ...]=("shakespeare",) # corpora to fetch now (shakespeare is the one that needs a download)
            ) -> dict[str, str]:
@@ -452,14 +512,7 @@ def twohop_anchors(lab:TwohopLabels, types:tuple=ANCHOR_TYPES) -> tuple[torch.Te
     "Positions to think after: t−1 for every token t of `types`, as (B, P) `positions` padded by repetition and a (B, P) `valid` mask."
     sel = torch.zeros_like(lab.types, dtype=torch.bool)
     for t in types: sel |= lab.mask(t)
-    sel[:, 0] = False  # the first token has no position before it
-    P = max(int(sel.sum(1).max()), 1)
-    pos, ok = torch.zeros(len(sel), P, dtype=torch.long), torch.zeros(len(sel), P, dtype=torch.bool)
-    for b in range(len(sel)):
-        t = sel[b].nonzero()[:, 0]
-        pos[b, :len(t)], ok[b, :len(t)] = t - 1, True
-        if 0 < len(t) < P: pos[b, len(t):] = t[-1] - 1
-    return pos, ok
+    return anchors_before(sel)
 
 
 # %% ../nbs/01_data.ipynb #d75acf90

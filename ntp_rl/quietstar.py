@@ -19,15 +19,15 @@ __all__ = ['ADVANTAGES', 'THOUGHT_SOURCES', 'ESTIMATORS', 'TRAIN_PLACEMENTS', 'C
            'policy_surrogate', 'ThoughtScores', 'reinforce_estimate', 'best_explanation', 'marginal_estimate',
            'filtered_estimate', 'posterior_estimate', 'supervised_estimate', 'draw_weights', 'thought_estimate',
            'top_thought_share', 'quietstar_loss', 'text_nll', 'label_positions', 'enumerate_thoughts',
-           'intermediate_thoughts', 'QuietStarObjective', 'comparison_arms', 'lookahead_sums',
-           'lookahead_nll_by_window', 'lookahead_nll', 'bootstrap_mean', 'DistillConfig', 'mixed_next_logprobs',
-           'teacher_mixed_logprobs', 'distill_loss', 'DistillObjective']
+           'forced_thoughts', 'intermediate_thoughts', 'equation_positions', 'result_tokens', 'QuietStarObjective',
+           'comparison_arms', 'lookahead_sums', 'lookahead_nll_by_window', 'lookahead_nll', 'bootstrap_mean',
+           'DistillConfig', 'mixed_next_logprobs', 'teacher_mixed_logprobs', 'distill_loss', 'DistillObjective']
 
 # %% ../nbs/05_quietstar.ipynb #f382c991
 ADVANTAGES = ("signed", "positive")
 THOUGHT_SOURCES = ("sampled", "filler")
 ESTIMATORS = ("reinforce", "marginal", "filtered", "posterior", "supervised") # how thoughts learn (see `thought_estimate`)
-TRAIN_PLACEMENTS = ("uniform", "twohop") # where thoughts are trained: n_positions drawn uniformly (0 = every position), or the two-hop answers (labels: a control)
+TRAIN_PLACEMENTS = ("uniform", "twohop", "equations") # where thoughts are trained: n_positions drawn uniformly (0 = every position), or where labels say (a control): the two-hop answers, or the results of the equations a GSM-style text writes out
 
 @dataclass
 class QuietStarConfig:
@@ -52,7 +52,7 @@ class QuietStarConfig:
     n_positions: int = 0 # placement "uniform": think after this many random positions per window (0 = every position, as the original)
     mixing_hidden: int = 0 # width of the mixing head's hidden layer (0 = the model's hidden size, as the original)
     estimator: str = "reinforce" # how thoughts learn: one of ESTIMATORS (reinforce = Quiet-STaR)
-    placement: str = "uniform" # where thoughts are trained: one of TRAIN_PLACEMENTS ("twohop" reads the two-hop labels: an oracle control)
+    placement: str = "uniform" # where thoughts are trained: one of TRAIN_PLACEMENTS ("twohop", "equations" read labels of the text: oracle controls)
     filter_threshold: float = 0.5 # estimator "filtered": keep thoughts whose gain exceeds this (nats)
     proposal_temperature: float = 2.0 # estimator "posterior": thoughts are proposed at this temperature, importance-weighted back to π
     def __post_init__(self):
@@ -71,8 +71,9 @@ class QuietStarConfig:
         check(bool(self.filler_text), "filler_text is empty; give a visible text such as '...'")
         check(self.estimator != "marginal" or (self.thought_len == 3 and bool(self.thought_vocab)),
               "estimator='marginal' sums over every thought exactly: use thought_len=3 (one thought token) and a thought_vocab")
-        check(self.estimator != "supervised" or (self.placement == "twohop" and self.thought_len == 3),
-              "estimator='supervised' trains the true intermediate: use placement='twohop' and thought_len=3")
+        check(self.estimator != "supervised" or (self.placement == "twohop" and self.thought_len == 3) or self.placement == "equations",
+              "estimator='supervised' trains the true thought: use placement='twohop' and thought_len=3 (the intermediate), "
+              "or placement='equations' (the result)")
         check(self.estimator not in ("filtered", "posterior") or self.n_thoughts >= 2,
               f"estimator={self.estimator!r} compares several thoughts per position; use n_thoughts >= 2")
         check(self.proposal_temperature > 0, f"proposal_temperature={self.proposal_temperature}; use a positive temperature (1 = π itself)")
@@ -263,12 +264,39 @@ def enumerate_thoughts(marks:ThoughtMarks, B:int, P:int, device=None) -> torch.T
     t = torch.stack([torch.full_like(z, marks.start), z, torch.full_like(z, marks.end)], -1)  # (V_a, 3)
     return t[None, :, None].expand(B, -1, P, -1).contiguous()
 
+def forced_thoughts(content:torch.Tensor, # (..., n) the tokens a thought holds
+                    marks:ThoughtMarks) -> torch.Tensor: # (..., n+2)
+    "Teacher-forced thoughts: START, the given tokens, END (what `thought_forward` replays)."
+    mark = lambda i: torch.full_like(content[..., :1], i)
+    return torch.cat([mark(marks.start), content, mark(marks.end)], -1)
+
 def intermediate_thoughts(input_ids:torch.Tensor, tok, positions:torch.Tensor, marks:ThoughtMarks) -> torch.Tensor: # (B, 1, P, 3)
     "The true intermediate π(c) as the thought before each two-hop answer (the supervised control; labels, never a learner's input)."
     from ntp_rl.data import twohop_labels
     inter = twohop_labels(input_ids.cpu(), tok).intermediate.to(input_ids.device).gather(1, positions + 1)  # (B, P)
     z = torch.where(inter >= 0, inter, marks.start)  # padding slots: any token (they are masked)
-    return torch.stack([torch.full_like(z, marks.start), z, torch.full_like(z, marks.end)], -1)[:, None]
+    return forced_thoughts(z[:, None, :, None], marks)
+
+def equation_positions(input_ids:torch.Tensor, tok, kind:str="result") -> tuple[torch.Tensor, torch.Tensor]:
+    "The equations placement: the slot before each written result (01's `equation_anchors`), (B, P) positions and (B, P) real. Labels: for controls and scoring only."
+    from ntp_rl.data import equation_labels, equation_anchors
+    pos, real = equation_anchors(equation_labels(input_ids.cpu(), tok), kind)
+    return pos.to(input_ids.device), real.to(input_ids.device)
+
+def result_tokens(input_ids:torch.Tensor, tok, positions:torch.Tensor, # (B, P) slots before results (`equation_positions`)
+                  n:int, # tokens per result: longer results are cut, shorter ones padded
+                  pad:int) -> torch.Tensor: # (B, P, n) the result written after each slot; `pad` where there is none
+    "The result each slot comes before, as n token ids (01's `equation_labels`): the true content of a thought there."
+    from ntp_rl.data import equation_labels
+    ids = input_ids.cpu()
+    lab = equation_labels(ids, tok)
+    z = torch.full((*positions.shape, n), pad, dtype=torch.long)
+    for b, p in zip(*torch.nonzero(torch.ones(positions.shape, dtype=torch.bool), as_tuple=True)):
+        t = int(positions[b, p]) + 1
+        if not lab.result[b, t]: continue  # a padding slot
+        r = ids[b][(lab.equation[b] == lab.equation[b, t]) & lab.result[b]][:n]
+        z[b, p, :len(r)] = r
+    return z.to(input_ids.device)
 
 # %% ../nbs/05_quietstar.ipynb #58ce5265
 class QuietStarObjective(Objective):
@@ -297,6 +325,7 @@ class QuietStarObjective(Objective):
         "Where to think in this batch: (B, P) positions and real mask (None, None: every position)."
         ids = batch["input_ids"]
         if self.cfg.placement == "twohop": return label_positions(ids, self.tok)
+        if self.cfg.placement == "equations": return equation_positions(ids, self.tok)
         B, L = ids.shape
         n = self.cfg.n_positions
         if not n or n >= L: return None, None
@@ -323,6 +352,9 @@ class QuietStarObjective(Objective):
             return out | dict(tokens=tokens)
         est = self.cfg.estimator
         if est == "marginal": return out | dict(tokens=enumerate_thoughts(self.marks, B, P, ids.device))
+        if est == "supervised" and self.cfg.placement == "equations":  # the result, padded with the filler's first token
+            pad = self.tok(self.cfg.filler_text, add_special_tokens=False).input_ids[0]
+            return out | dict(tokens=forced_thoughts(result_tokens(ids, self.tok, pos, self.tcfg.T - 2, pad)[:, None], self.marks))
         if est == "supervised": return out | dict(tokens=intermediate_thoughts(ids, self.tok, pos, self.marks))
         if est == "posterior":  # proposals from π flattened to the proposal temperature; log q at that temperature
             q = dataclasses.replace(self.tcfg, temperature=self.cfg.proposal_temperature, logprob_temperature=0.0)
