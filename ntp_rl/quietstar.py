@@ -9,6 +9,7 @@ from dataclasses import dataclass, asdict
 import numpy as np
 from pathlib import Path
 import torch
+from fastcore.basics import patch
 from .core import *
 from .thoughts import *
 from .objective import Objective
@@ -339,31 +340,6 @@ class QuietStarObjective(Objective):
     def rollout(self, lm, batch):
         "The thoughts to replay (no gradient) at the placement's positions: sampled, proposed, enumerated, the true one, or filler."
         return self.thoughts_at(lm, batch, *self.positions(lm, batch))
-    def thoughts_at(self, lm, batch, pos:torch.Tensor|None, real:torch.Tensor|None,
-                    text:TextPass|None=None) -> dict: # 04's `text_pass` of the batch, if the caller already ran it
-        "The rollout at given positions: tokens (B, K, P, T) as the estimator needs them, and log q for proposals."
-        ids, am = batch["input_ids"], batch["attention_mask"]
-        B, L = ids.shape
-        P = L if pos is None else pos.shape[1]
-        out = dict(positions=pos, real=real, logq=None)
-        if self.cfg.thought_source == "filler":
-            tokens = torch.full((B, self.tcfg.K, P, self.tcfg.T), self.filler, dtype=torch.long, device=ids.device)
-            tokens[..., 0], tokens[..., -1] = self.marks.start, self.marks.end
-            return out | dict(tokens=tokens)
-        est = self.cfg.estimator
-        if est == "marginal": return out | dict(tokens=enumerate_thoughts(self.marks, B, P, ids.device))
-        if est == "supervised" and self.cfg.placement == "equations":  # the result, padded with the filler's first token
-            pad = self.tok(self.cfg.filler_text, add_special_tokens=False).input_ids[0]
-            return out | dict(tokens=forced_thoughts(result_tokens(ids, self.tok, pos, self.tcfg.T - 2, pad)[:, None], self.marks))
-        if est == "supervised": return out | dict(tokens=intermediate_thoughts(ids, self.tok, pos, self.marks))
-        if est == "posterior":  # proposals from π flattened to the proposal temperature; log q at that temperature
-            q = dataclasses.replace(self.tcfg, temperature=self.cfg.proposal_temperature, logprob_temperature=0.0)
-            tokens, logq = sample_thought_tokens(lm, ids, am, q, self.marks, positions=pos, text=text)
-            return out | dict(tokens=tokens, logq=logq.sum(-1))
-        return out | dict(tokens=sample_thought_tokens(lm, ids, am, self.tcfg, self.marks, positions=pos, text=text)[0])
-    def _baseline(self):
-        s, n = self.reward_ema
-        return s / n if n > 0 else None
     def replay(self, lm, batch, rollout) -> Thoughts:
         "The rollout's thoughts recomputed with gradient (04's `thought_forward`)."
         tokens = rollout["tokens"]
@@ -371,24 +347,57 @@ class QuietStarObjective(Objective):
                                self.marks, self.head, positions=rollout["positions"])
     def loss(self, lm, batch, rollout):
         return self.score(lm, batch, rollout, self.replay(lm, batch, rollout))
-    def score(self, lm, batch, rollout, th:Thoughts):
-        "The loss and its parts for replayed thoughts `th`."
-        ids, am = batch["input_ids"], batch["attention_mask"]
-        nll_text = text_nll(lm, th.base_hidden, ids, am, self.marks)  # the ntp arm's term, on the same text pass
-        base = None
-        if self.tcfg.K == 1 and self.cfg.thought_source == "sampled" and self.cfg.estimator == "reinforce":
-            r = thought_gain(th.lookahead_logprobs.detach(), th.base_logprobs.detach(), th.valid)  # (B, 1, P)
-            r_mean = masked_mean(r, th.valid[:, None, :, 0])
-            base = self._baseline()
-            if base is None: base = r_mean  # first step: this batch's mean (a constant over its P positions)
-            with torch.no_grad():
-                d = self.cfg.baseline_decay
-                self.reward_ema.copy_(torch.stack([d * self.reward_ema[0] + r_mean, d * self.reward_ema[1] + 1]))
-        return quietstar_loss(th, self.cfg, nll_text, base, rollout["real"], rollout["logq"])
     def save_extras(self, lm, path:Path):
         "The trained model as a thinking-model folder (model with the learned markers, tokenizer, mixing head, thought config)."
         self.markers.write_to(lm)
         save_thinking_model(Thinker(lm, self.tok, self.tcfg, self.marks, self.head), path)
+
+# %% ../nbs/05_quietstar.ipynb #ed1f0d4a
+@patch
+def thoughts_at(self:QuietStarObjective, lm, batch, pos:torch.Tensor|None, real:torch.Tensor|None,
+                text:TextPass|None=None) -> dict: # 04's `text_pass` of the batch, if the caller already ran it
+    "The rollout at given positions: tokens (B, K, P, T) as the estimator needs them, and log q for proposals."
+    ids, am = batch["input_ids"], batch["attention_mask"]
+    B, L = ids.shape
+    P = L if pos is None else pos.shape[1]
+    out = dict(positions=pos, real=real, logq=None)
+    if self.cfg.thought_source == "filler":
+        tokens = torch.full((B, self.tcfg.K, P, self.tcfg.T), self.filler, dtype=torch.long, device=ids.device)
+        tokens[..., 0], tokens[..., -1] = self.marks.start, self.marks.end
+        return out | dict(tokens=tokens)
+    est = self.cfg.estimator
+    if est == "marginal": return out | dict(tokens=enumerate_thoughts(self.marks, B, P, ids.device))
+    if est == "supervised" and self.cfg.placement == "equations":  # the result, padded with the filler's first token
+        pad = self.tok(self.cfg.filler_text, add_special_tokens=False).input_ids[0]
+        return out | dict(tokens=forced_thoughts(result_tokens(ids, self.tok, pos, self.tcfg.T - 2, pad)[:, None], self.marks))
+    if est == "supervised": return out | dict(tokens=intermediate_thoughts(ids, self.tok, pos, self.marks))
+    if est == "posterior":  # proposals from π flattened to the proposal temperature; log q at that temperature
+        q = dataclasses.replace(self.tcfg, temperature=self.cfg.proposal_temperature, logprob_temperature=0.0)
+        tokens, logq = sample_thought_tokens(lm, ids, am, q, self.marks, positions=pos, text=text)
+        return out | dict(tokens=tokens, logq=logq.sum(-1))
+    return out | dict(tokens=sample_thought_tokens(lm, ids, am, self.tcfg, self.marks, positions=pos, text=text)[0])
+
+# %% ../nbs/05_quietstar.ipynb #9d15bf57
+@patch
+def _baseline(self:QuietStarObjective):
+    s, n = self.reward_ema
+    return s / n if n > 0 else None
+
+@patch
+def score(self:QuietStarObjective, lm, batch, rollout, th:Thoughts):
+    "The loss and its parts for replayed thoughts `th`."
+    ids, am = batch["input_ids"], batch["attention_mask"]
+    nll_text = text_nll(lm, th.base_hidden, ids, am, self.marks)  # the ntp arm's term, on the same text pass
+    base = None
+    if self.tcfg.K == 1 and self.cfg.thought_source == "sampled" and self.cfg.estimator == "reinforce":
+        r = thought_gain(th.lookahead_logprobs.detach(), th.base_logprobs.detach(), th.valid)  # (B, 1, P)
+        r_mean = masked_mean(r, th.valid[:, None, :, 0])
+        base = self._baseline()
+        if base is None: base = r_mean  # first step: this batch's mean (a constant over its P positions)
+        with torch.no_grad():
+            d = self.cfg.baseline_decay
+            self.reward_ema.copy_(torch.stack([d * self.reward_ema[0] + r_mean, d * self.reward_ema[1] + 1]))
+    return quietstar_loss(th, self.cfg, nll_text, base, rollout["real"], rollout["logq"])
 
 # %% ../nbs/05_quietstar.ipynb #733fdca6
 COMPARISON_ARMS = ("quietstar", "pause", "ntp")

@@ -13,7 +13,7 @@ import torch
 from .core import *
 from .data import *
 from .thoughts import *
-from .quietstar import bootstrap_mean, token_gains
+from .quietstar import bootstrap_mean, forced_thoughts, token_gains
 from .budget import BudgetConfig, BudgetValues, new_budget_values, break_even_price, best_decisions, value_loss, top_ranked
 from .trainer import TrainConfig, train, read_metrics
 from .viewer import render_page
@@ -227,7 +227,7 @@ def oracle_thoughts(lab:TwohopLabels, positions:torch.Tensor, # (B, P) from `two
     z = sym[torch.randint(len(sym), positions.shape, generator=torch.Generator().manual_seed(seed))]
     inter = lab.intermediate.gather(1, positions + 1)
     z = torch.where(inter >= 0, inter, z)
-    return torch.stack([torch.full_like(z, marks.start), z, torch.full_like(z, marks.end)], -1)[:, None]
+    return forced_thoughts(z[:, None, :, None], marks)  # 05's one construction of a teacher-forced thought
 
 @torch.no_grad()
 def thought_nll(model, tok, windows:Windows,
