@@ -292,8 +292,8 @@ def result_tokens(input_ids:torch.Tensor, tok, positions:torch.Tensor, # (B, P) 
     ids = input_ids.cpu()
     lab = equation_labels(ids, tok)
     z = torch.full((*positions.shape, n), pad, dtype=torch.long)
-    for b, p in zip(*torch.nonzero(torch.ones(positions.shape, dtype=torch.bool), as_tuple=True)):
-        t = int(positions[b, p]) + 1
+    for (b, p), slot in zip(np.ndindex(*positions.shape), positions.flatten().tolist()):
+        t = slot + 1  # the result's first token
         if not lab.result[b, t]: continue  # a padding slot
         r = ids[b][(lab.equation[b] == lab.equation[b, t]) & lab.result[b]][:n]
         z[b, p, :len(r)] = r
@@ -362,9 +362,8 @@ def thoughts_at(self:QuietStarObjective, lm, batch, pos:torch.Tensor|None, real:
     P = L if pos is None else pos.shape[1]
     out = dict(positions=pos, real=real, logq=None)
     if self.cfg.thought_source == "filler":
-        tokens = torch.full((B, self.tcfg.K, P, self.tcfg.T), self.filler, dtype=torch.long, device=ids.device)
-        tokens[..., 0], tokens[..., -1] = self.marks.start, self.marks.end
-        return out | dict(tokens=tokens)
+        fill = torch.full((B, self.tcfg.K, P, self.tcfg.T - 2), self.filler, dtype=torch.long, device=ids.device)
+        return out | dict(tokens=forced_thoughts(fill, self.marks))
     est = self.cfg.estimator
     if est == "marginal": return out | dict(tokens=enumerate_thoughts(self.marks, B, P, ids.device))
     if est == "supervised" and self.cfg.placement == "equations":  # the result, padded with the filler's first token
