@@ -702,18 +702,19 @@ def evaluate_placement(th:Thinker, windows, # `Windows` to score
                        n_ahead:int=4, # look-ahead every position is scored on
                        lam:float=0.0, # price passed to the placement (used by place_values)
                        batch_size:int=4, seed:int=0) -> dict:
-    "Per position: base entropy, budget, next-token NLL and mean look-ahead NLL (thought-mixed where b > 0), and the time taken."
+    "Per position: its window and place, base entropy, budget, next-token NLL and mean look-ahead NLL (thought-mixed where b > 0), and the time taken."
     from ntp_rl.data import iter_batches
     model, marks = th.model, th.marks
     cfg = BudgetConfig(budgets=tuple(budgets), lookaheads=(n_ahead,), thought=dict(n_thoughts=1, temperature=th.cfg.temperature))
     g = torch.Generator(device=model.device).manual_seed(seed)
-    rows = dict(entropy=[], budget=[], nll_next=[], nll_lookahead=[])
+    rows = dict(window=[], pos=[], entropy=[], budget=[], nll_next=[], nll_lookahead=[])
     was = model.training; model.eval()
     t0, n_tok = time.perf_counter(), 0
-    for b in iter_batches(windows, batch_size, device=model.device):
+    for i, b in enumerate(iter_batches(windows, batch_size, device=model.device)):
         ids, am = b["input_ids"], b["attention_mask"]
         tp = text_pass(model, ids, am); base_hidden = tp.hidden
         pos, real = decision_positions(am)
+        win = i * batch_size + torch.arange(ids.shape[0], device=ids.device)[:, None].expand_as(pos)  # (B, L) window index
         ent = next_token_entropy(model, base_hidden, marks)  # (B, L)
         bud = torch.where(real, place(ent, base_hidden.float(), lam).long(), 0)
         vt = sample_variable_thoughts(model, ids, am, pos, bud, torch.full_like(bud, n_ahead), cfg, marks, th.head,
@@ -728,9 +729,9 @@ def evaluate_placement(th:Thinker, windows, # `Windows` to score
             mixed = mixed.transpose(1, 2)  # (B, L, A)
             lp = torch.where(mixed.isnan(), lp, mixed)  # thinking positions: the mixed prediction
         nll = -lp * valid
-        for k, v in dict(entropy=ent, budget=bud.float(), nll_next=nll[..., 0],
+        for k, v in dict(window=win, pos=pos, entropy=ent, budget=bud.float(), nll_next=nll[..., 0],
                          nll_lookahead=nll.sum(-1) / valid.sum(-1).clamp(min=1)).items():
-            rows[k].append(v[real].float().cpu())
+            rows[k].append(v[real].cpu() if k in ("window", "pos") else v[real].float().cpu())
         n_tok += int(am.sum())
     model.train(was)
     out = {k: torch.cat(v) for k, v in rows.items()}
