@@ -39,7 +39,7 @@ def make_step(a, rate:float):
     seed_everything(0)
     lm, tok = load_model(a.model, dtype=a.dtype, device=a.device)
     n = max(1, round(rate * (a.L - 1)))
-    cfg = BudgetConfig(budgets=(0, a.T), lookaheads=(a.A,), n_thoughts=a.K, n_positions=0 if n >= a.L - 1 else n)
+    cfg = BudgetConfig(budgets=(0, a.T), lookaheads=(a.A,), thought=dict(n_thoughts=a.K), n_positions=0 if n >= a.L - 1 else n)
     obj = BudgetObjective(cfg, tok)
     lm = obj.prepare_model(lm.train()).to(lm.device); obj.to(lm.device)
     g = torch.Generator().manual_seed(0)

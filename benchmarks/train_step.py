@@ -29,7 +29,7 @@ def build(a, objective:str, T:int):
     lm, tok = load_model(a.model, dtype=a.dtype, device=a.device)
     lm.train()
     if objective == "ntp": obj = NextTokenObjective(NextTokenConfig(), tok)
-    else: obj = QuietStarObjective(QuietStarConfig(thought_len=T, n_ahead=a.A, n_thoughts=a.K), tok)
+    else: obj = QuietStarObjective(QuietStarConfig(thought=dict(thought_len=T, n_ahead=a.A, n_thoughts=a.K)), tok)
     lm = obj.prepare_model(lm).to(lm.device); obj.to(lm.device)
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(3, len(tok) - 2, (a.batch, a.L), generator=g).to(lm.device)

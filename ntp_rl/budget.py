@@ -5,7 +5,7 @@
 # %% ../nbs/06_budget.ipynb #99107008
 from __future__ import annotations
 import copy, json, sys, time
-from dataclasses import dataclass, asdict, field
+from dataclasses import dataclass, asdict, field, fields, replace
 from pathlib import Path
 import numpy as np
 import torch
@@ -22,25 +22,25 @@ from .entropy import ENTROPY_BUCKETS
 from .objective import Objective
 
 # %% auto #0
-__all__ = ['JUDGES', 'BUDGET_FILE', 'VALUES_FILE', 'BudgetConfig', 'BudgetValues', 'new_budget_values', 'net_rates', 'net_values',
-           'best_decisions', 'break_even_price', 'normalized_gain', 'token_gain_targets', 'value_loss', 'BudgetGroup',
-           'VariableThoughts', 'sample_variable_thoughts', 'replay_variable_thoughts', 'decision_positions',
-           'training_budgets', 'BudgetObjective', 'DiscoveryConfig', 'value_positions', 'marginal_gain',
-           'DiscoveryObjective', 'AdaptiveThinker', 'is_budget_model', 'save_budget_model', 'load_budget_model',
-           'AdaptiveGeneration', 'value_decide', 'generate_adaptive', 'budget_overlay', 'place_above', 'place_fixed',
-           'place_entropy', 'place_random', 'place_values', 'top_ranked', 'spearman', 'summarize_placement',
-           'evaluate_placement', 'think_adaptive', 'adaptive_page']
+__all__ = ['BUDGET_THOUGHT', 'JUDGES', 'BUDGET_FILE', 'VALUES_FILE', 'BudgetConfig', 'BudgetValues', 'new_budget_values',
+           'net_rates', 'net_values', 'best_decisions', 'break_even_price', 'normalized_gain', 'token_gain_targets',
+           'value_loss', 'BudgetGroup', 'VariableThoughts', 'sample_variable_thoughts', 'replay_variable_thoughts',
+           'decision_positions', 'training_budgets', 'BudgetObjective', 'DiscoveryConfig', 'value_positions',
+           'marginal_gain', 'DiscoveryObjective', 'AdaptiveThinker', 'is_budget_model', 'save_budget_model',
+           'load_budget_model', 'AdaptiveGeneration', 'value_decide', 'generate_adaptive', 'budget_overlay',
+           'place_above', 'place_fixed', 'place_entropy', 'place_random', 'place_values', 'top_ranked', 'spearman',
+           'summarize_placement', 'evaluate_placement', 'think_adaptive', 'adaptive_page']
 
 # %% ../nbs/06_budget.ipynb #222f67fe
+BUDGET_THOUGHT = ThoughtConfig(n_thoughts=2) # K = 2 thoughts per training position: Quiet-STaR's within-position baseline
+
 @dataclass
 class BudgetConfig:
     "The dynamic-budget objective: the budgets and horizons to choose from, where thoughts are trained, and the value estimator."
     budgets: tuple = (0, 2, 4, 8, 12, 16) # thought lengths to choose from, START/END included (= ThoughtConfig.thought_len); 0 = no thought
     lookaheads: tuple = (1, 2, 4, 8) # horizons: the tokens a thought serves at inference and is scored on in training
     n_positions: int = 16 # training positions per window, drawn uniformly (0 = every position with a next token)
-    n_thoughts: int = 2 # K thoughts per training position (K >= 2 gives Quiet-STaR's within-position baseline)
-    temperature: float = 1.0 # thought sampling temperature
-    logprob_temperature: float = 0.0 # temperature of log π of thought tokens in REINFORCE; 0 = the sampling temperature (released: 3)
+    thought: ThoughtConfig = field(default_factory=lambda: replace(BUDGET_THOUGHT)) # how thoughts are sampled and start (04's ThoughtConfig; a mapping replaces the fields it names); its thought_len and n_ahead are the largest budget and horizon
     value_weight: float = 1.0 # weight of the value regression (nats²)
     value_hidden: int = 64 # width of the value network's hidden layers
     value_layers: int = 2 # its hidden layers (one could not tell two-hop answers from the first of two-token answers apart)
@@ -51,10 +51,9 @@ class BudgetConfig:
     advantage: str = "signed" # thought REINFORCE: "signed" leave-one-out advantages, or "positive" (released clamp; biased)
     lam: float = 0.0 # price at which the training metrics report where the estimates would think (inference sets its own)
     marker_lr_scale: float = 100.0 # START/END embeddings learn at lr × this (their own optimiser group, as 05)
-    init_text: str = "---" # the markers start as the embedding of this text
     mixing_hidden: int = 0 # width of the mixing head's hidden layer (0 = the model's hidden size)
-    thought_vocab: str = "" # only the tokens of this text may be sampled inside a thought ("" = any token; twohop: its alphabet)
     def __post_init__(self):
+        given, self.thought = self.thought, as_thought_config(self.thought, BUDGET_THOUGHT, "BudgetConfig")
         check_fields(self)
         for name in ("budgets", "lookaheads"):
             v = getattr(self, name)
@@ -74,16 +73,18 @@ class BudgetConfig:
         check(self.lam >= 0, f"lam={self.lam}; the price of a thought token is >= 0")
         check(self.marker_lr_scale > 0, f"marker_lr_scale={self.marker_lr_scale}; use a positive multiplier (1 = the LM's lr)")
         check(self.advantage in ADVANTAGES, f"advantage={self.advantage!r}; use one of: {', '.join(ADVANTAGES)}")
-        self.thought_config(self.budgets[-1], self.lookaheads[-1])  # K, temperatures, init_text
+        for k, v in (("thought_len", b[-1]), ("n_ahead", a[-1])):  # each group's length and horizon come from budgets, lookaheads
+            asked = given.get(k, v) if isinstance(given, dict) else v  # a ThoughtConfig given whole: its shape is replaced
+            check(asked == v, f"BudgetConfig.thought.{k}={asked}; budgets and "
+                  f"lookaheads set each group's {k} (the largest: {v}): leave it out of thought")
+        self.thought = self.thought_config(b[-1], a[-1])
     @property
     def max_budget(self) -> int: return self.budgets[-1]
     @property
     def max_horizon(self) -> int: return self.lookaheads[-1]
     def thought_config(self, budget:int, n_ahead:int) -> ThoughtConfig:
         "The `ThoughtConfig` of one budget group (thought_len = budget)."
-        return ThoughtConfig(thought_len=budget, n_ahead=n_ahead, n_thoughts=self.n_thoughts, temperature=self.temperature,
-                             logprob_temperature=self.logprob_temperature, init_text=self.init_text,
-                             thought_vocab=self.thought_vocab)
+        return replace(self.thought, thought_len=budget, n_ahead=n_ahead)
 
 # %% ../nbs/06_budget.ipynb #f2754b27
 class BudgetValues(nn.Module):
@@ -383,7 +384,7 @@ def loss(self:BudgetObjective, lm, batch, rollout):
         la = vt.lookaheads.gather(1, g.index)  # (B, Pg): the largest horizon everywhere
         gk = gains[g.budget] = self.thought_gain(g, la)  # (B, K, Pg)
         use = th.valid & g.real[..., None]  # (B, Pg, A)
-        n = int(g.real.sum()) * c.n_thoughts
+        n = int(g.real.sum()) * c.thought.n_thoughts
         nll_mixed = nll_mixed + masked_mean(-th.mixed_logprobs, use[:, None]) * n
         nll_thought = nll_thought + masked_mean(-th.lookahead_logprobs, use[:, None]) * n  # unmixed: learns at w = 0
         if g.budget > 2:
@@ -438,7 +439,7 @@ class DiscoveryConfig(QuietStarConfig):
         check(self.lam >= 0 and self.value_hidden >= 1 and self.value_layers >= 1, "lam >= 0, value_hidden and value_layers >= 1")
     def budget_config(self) -> BudgetConfig:
         "The value estimates' budgets: no thought, or one of `thought_len` tokens, over the look-ahead."
-        return BudgetConfig(budgets=(0, self.thought_len), lookaheads=(self.n_ahead,), value_hidden=self.value_hidden,
+        return BudgetConfig(budgets=(0, self.thought.thought_len), lookaheads=(self.thought.n_ahead,), value_hidden=self.value_hidden,
                             value_layers=self.value_layers)
 
 def value_positions(q:torch.Tensor, # (B, L) estimated net value of thinking at every position (nats), −inf where it cannot
@@ -485,7 +486,7 @@ class DiscoveryObjective(QuietStarObjective):
         c = self.cfg
         with torch.no_grad():
             tp = text_pass(lm, ids, am)  # shared with the thought sampler below
-            q = self.potential(tp.hidden)[..., 0, 0] - c.lam * c.thought_len  # (B, L): best gain − λ·T
+            q = self.potential(tp.hidden)[..., 0, 0] - c.lam * c.thought.thought_len  # (B, L): best gain − λ·T
         has_next = torch.zeros_like(am, dtype=torch.bool); has_next[:, :-1] = target_mask(am).bool()
         g = torch.Generator(device=ids.device).manual_seed(int(torch.randint(0, 2**31 - 1, ()).item()))  # the global (resumable) RNG
         pos, real, explored = value_positions(q.masked_fill(~has_next, float("-inf")), c.n_exploit, c.n_explore, g)
@@ -559,6 +560,9 @@ def load_budget_model(path, dtype:str="float32", device:str="auto") -> AdaptiveT
     check("values" in meta and (path/VALUES_FILE).exists(), f"{path} holds a budget policy of an older ntp_rl (a λ-conditioned "
           f"policy gradient); retrain it with objective=budget, which now estimates the value of every budget and horizon")
     th = load_thinking_model(path, dtype=dtype, device=device)
+    c = meta.get("config", {})
+    flat = {f.name: c.pop(f.name) for f in fields(ThoughtConfig) if f.name in c}  # saved before BudgetConfig held a ThoughtConfig
+    if flat: c["thought"] = {k: v for k, v in flat.items() if k not in ("thought_len", "n_ahead")}
     try:
         cfg = BudgetConfig(**meta["config"])
         vals = BudgetValues(budgets=cfg.budgets, lookaheads=cfg.lookaheads, **meta["values"])
@@ -698,18 +702,19 @@ def evaluate_placement(th:Thinker, windows, # `Windows` to score
                        n_ahead:int=4, # look-ahead every position is scored on
                        lam:float=0.0, # price passed to the placement (used by place_values)
                        batch_size:int=4, seed:int=0) -> dict:
-    "Per position: base entropy, budget, next-token NLL and mean look-ahead NLL (thought-mixed where b > 0), and the time taken."
+    "Per position: its window and place, base entropy, budget, next-token NLL and mean look-ahead NLL (thought-mixed where b > 0), and the time taken."
     from ntp_rl.data import iter_batches
     model, marks = th.model, th.marks
-    cfg = BudgetConfig(budgets=tuple(budgets), lookaheads=(n_ahead,), n_thoughts=1, temperature=th.cfg.temperature)
+    cfg = BudgetConfig(budgets=tuple(budgets), lookaheads=(n_ahead,), thought=dict(n_thoughts=1, temperature=th.cfg.temperature))
     g = torch.Generator(device=model.device).manual_seed(seed)
-    rows = dict(entropy=[], budget=[], nll_next=[], nll_lookahead=[])
+    rows = dict(window=[], pos=[], entropy=[], budget=[], nll_next=[], nll_lookahead=[])
     was = model.training; model.eval()
     t0, n_tok = time.perf_counter(), 0
-    for b in iter_batches(windows, batch_size, device=model.device):
+    for i, b in enumerate(iter_batches(windows, batch_size, device=model.device)):
         ids, am = b["input_ids"], b["attention_mask"]
         tp = text_pass(model, ids, am); base_hidden = tp.hidden
         pos, real = decision_positions(am)
+        win = i * batch_size + torch.arange(ids.shape[0], device=ids.device)[:, None].expand_as(pos)  # (B, L) window index
         ent = next_token_entropy(model, base_hidden, marks)  # (B, L)
         bud = torch.where(real, place(ent, base_hidden.float(), lam).long(), 0)
         vt = sample_variable_thoughts(model, ids, am, pos, bud, torch.full_like(bud, n_ahead), cfg, marks, th.head,
@@ -724,9 +729,9 @@ def evaluate_placement(th:Thinker, windows, # `Windows` to score
             mixed = mixed.transpose(1, 2)  # (B, L, A)
             lp = torch.where(mixed.isnan(), lp, mixed)  # thinking positions: the mixed prediction
         nll = -lp * valid
-        for k, v in dict(entropy=ent, budget=bud.float(), nll_next=nll[..., 0],
+        for k, v in dict(window=win, pos=pos, entropy=ent, budget=bud.float(), nll_next=nll[..., 0],
                          nll_lookahead=nll.sum(-1) / valid.sum(-1).clamp(min=1)).items():
-            rows[k].append(v[real].float().cpu())
+            rows[k].append(v[real].cpu() if k in ("window", "pos") else v[real].float().cpu())
         n_tok += int(am.sum())
     model.train(was)
     out = {k: torch.cat(v) for k, v in rows.items()}

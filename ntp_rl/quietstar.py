@@ -5,7 +5,7 @@
 # %% ../nbs/05_quietstar.ipynb #822e6a63
 from __future__ import annotations
 import dataclasses, math
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, field, replace
 import numpy as np
 from pathlib import Path
 import torch
@@ -15,29 +15,27 @@ from .thoughts import *
 from .objective import Objective
 
 # %% auto #0
-__all__ = ['ADVANTAGES', 'THOUGHT_SOURCES', 'ESTIMATORS', 'TRAIN_PLACEMENTS', 'COMPARISON_ARMS', 'NLL_KINDS', 'DISTILL_RL',
-           'QuietStarConfig', 'masked_mean', 'token_gains', 'scored_targets', 'thought_gain', 'advantages',
-           'policy_surrogate', 'ThoughtScores', 'reinforce_estimate', 'best_explanation', 'marginal_estimate',
-           'filtered_estimate', 'posterior_estimate', 'supervised_estimate', 'draw_weights', 'thought_estimate',
-           'top_thought_share', 'quietstar_loss', 'text_nll', 'label_positions', 'enumerate_thoughts',
-           'forced_thoughts', 'intermediate_thoughts', 'equation_positions', 'result_tokens', 'QuietStarObjective',
-           'comparison_arms', 'lookahead_sums', 'lookahead_nll_by_window', 'lookahead_nll', 'bootstrap_mean',
-           'DistillConfig', 'mixed_next_logprobs', 'teacher_mixed_logprobs', 'distill_loss', 'DistillObjective']
+__all__ = ['ADVANTAGES', 'THOUGHT_SOURCES', 'ESTIMATORS', 'QUIETSTAR_THOUGHT', 'TRAIN_PLACEMENTS', 'COMPARISON_ARMS', 'NLL_KINDS',
+           'DISTILL_RL', 'DISTILL_PLACEMENTS', 'QuietStarConfig', 'masked_mean', 'token_gains', 'scored_targets',
+           'thought_gain', 'advantages', 'policy_surrogate', 'ThoughtScores', 'reinforce_estimate', 'best_explanation',
+           'marginal_estimate', 'filtered_estimate', 'posterior_estimate', 'supervised_estimate', 'draw_weights',
+           'thought_estimate', 'top_thought_share', 'quietstar_loss', 'text_nll', 'label_positions',
+           'enumerate_thoughts', 'forced_thoughts', 'intermediate_thoughts', 'equation_positions', 'labelled_positions',
+           'result_tokens', 'QuietStarObjective', 'comparison_arms', 'lookahead_sums', 'lookahead_nll_by_window',
+           'lookahead_nll', 'bootstrap_mean', 'DistillConfig', 'mixed_next_logprobs', 'teacher_mixed_logprobs',
+           'position_mask', 'distill_loss', 'DistillObjective']
 
 # %% ../nbs/05_quietstar.ipynb #f382c991
 ADVANTAGES = ("signed", "positive")
 THOUGHT_SOURCES = ("sampled", "filler")
 ESTIMATORS = ("reinforce", "marginal", "filtered", "posterior", "supervised") # how thoughts learn (see `thought_estimate`)
+QUIETSTAR_THOUGHT = ThoughtConfig(thought_len=11, n_ahead=4, n_thoughts=2) # Quiet-STaR's "12-4" (the original's n_ahead=12 is thought_len 11 here: nbs/quietstar_algorithm.ipynb, naming); K = 2 (n_passes), K = 1 uses a running-mean baseline
 TRAIN_PLACEMENTS = ("uniform", "twohop", "equations") # where thoughts are trained: n_positions drawn uniformly (0 = every position), or where labels say (a control): the two-hop answers, or the results of the equations a GSM-style text writes out
 
 @dataclass
 class QuietStarConfig:
     "Quiet-STaR objective knobs; where the released code differs, its value is named and the choice argued below."
-    thought_len: int = 11 # T incl. START/END; the original's n_ahead=12 gives 11 (nbs/quietstar_algorithm.ipynb, naming)
-    n_ahead: int = 4 # A: look-ahead tokens scored (n_ahead_talk=4)
-    n_thoughts: int = 2 # K: thoughts per position (n_passes=2); K = 1 uses a running-mean baseline
-    temperature: float = 1.0 # thought sampling temperature (gumbel τ=1 in training)
-    logprob_temperature: float = 0.0 # temperature of log π in REINFORCE; 0 = the sampling temperature (released: 3)
+    thought: ThoughtConfig = field(default_factory=lambda: replace(QUIETSTAR_THOUGHT)) # the thoughts (04's ThoughtConfig); a mapping replaces the fields it names
     advantage: str = "signed" # "signed": reward − baseline; "positive": clamped at 0 as released (biased, see below)
     base_weight: float = 1.0 # next-token NLL of the plain text over the whole window, exactly the ntp arm's term (released: 0.5, at thinking positions)
     mixed_weight: float = 0.5 # look-ahead NLL of the mixed prediction (released: 1 − original_loss_weight)
@@ -48,8 +46,6 @@ class QuietStarConfig:
     baseline_decay: float = 0.9 # K = 1 only: decay of the running mean of rewards used as the baseline
     thought_source: str = "sampled" # "sampled" thoughts, or "filler": the pause control (same length, fixed tokens, no RL)
     filler_text: str = "..." # the filler token of thought_source="filler" (its first token, repeated)
-    init_text: str = "---" # the markers start as the embedding of this text
-    thought_vocab: str = "" # only the tokens of this text may be sampled inside a thought ("" = any token; twohop: its alphabet)
     n_positions: int = 0 # placement "uniform": think after this many random positions per window (0 = every position, as the original)
     mixing_hidden: int = 0 # width of the mixing head's hidden layer (0 = the model's hidden size, as the original)
     estimator: str = "reinforce" # how thoughts learn: one of ESTIMATORS (reinforce = Quiet-STaR)
@@ -57,8 +53,9 @@ class QuietStarConfig:
     filter_threshold: float = 0.5 # estimator "filtered": keep thoughts whose gain exceeds this (nats)
     proposal_temperature: float = 2.0 # estimator "posterior": thoughts are proposed at this temperature, importance-weighted back to π
     def __post_init__(self):
+        self.thought = as_thought_config(self.thought, QUIETSTAR_THOUGHT, "QuietStarConfig")  # validated as a ThoughtConfig
         check_fields(self)
-        self.thought_config()  # T >= 2, A >= 1, K >= 1, temperatures
+        t = self.thought
         check(self.advantage in ADVANTAGES, f"advantage={self.advantage!r}; use one of: {', '.join(ADVANTAGES)}")
         check(self.thought_source in THOUGHT_SOURCES, f"thought_source={self.thought_source!r}; use one of: {', '.join(THOUGHT_SOURCES)}")
         check(self.estimator in ESTIMATORS, f"estimator={self.estimator!r}; use one of: {', '.join(ESTIMATORS)}")
@@ -70,18 +67,14 @@ class QuietStarConfig:
         check(0 <= self.baseline_decay < 1, f"baseline_decay={self.baseline_decay}; use a value in [0, 1)")
         check(self.n_positions >= 0 and self.mixing_hidden >= 0, "n_positions and mixing_hidden must be 0 (default) or positive")
         check(bool(self.filler_text), "filler_text is empty; give a visible text such as '...'")
-        check(self.estimator != "marginal" or (self.thought_len == 3 and bool(self.thought_vocab)),
-              "estimator='marginal' sums over every thought exactly: use thought_len=3 (one thought token) and a thought_vocab")
-        check(self.estimator != "supervised" or (self.placement == "twohop" and self.thought_len == 3) or self.placement == "equations",
-              "estimator='supervised' trains the true thought: use placement='twohop' and thought_len=3 (the intermediate), "
+        check(self.estimator != "marginal" or (t.thought_len == 3 and bool(t.thought_vocab)),
+              "estimator='marginal' sums over every thought exactly: use thought.thought_len=3 (one thought token) and a thought.thought_vocab")
+        check(self.estimator != "supervised" or (self.placement == "twohop" and t.thought_len == 3) or self.placement == "equations",
+              "estimator='supervised' trains the true thought: use placement='twohop' and thought.thought_len=3 (the intermediate), "
               "or placement='equations' (the result)")
-        check(self.estimator not in ("filtered", "posterior") or self.n_thoughts >= 2,
-              f"estimator={self.estimator!r} compares several thoughts per position; use n_thoughts >= 2")
+        check(self.estimator not in ("filtered", "posterior") or t.n_thoughts >= 2,
+              f"estimator={self.estimator!r} compares several thoughts per position; use thought.n_thoughts >= 2")
         check(self.proposal_temperature > 0, f"proposal_temperature={self.proposal_temperature}; use a positive temperature (1 = π itself)")
-    def thought_config(self) -> ThoughtConfig:
-        return ThoughtConfig(thought_len=self.thought_len, n_ahead=self.n_ahead, n_thoughts=self.n_thoughts,
-                             temperature=self.temperature, logprob_temperature=self.logprob_temperature, init_text=self.init_text,
-                             thought_vocab=self.thought_vocab)
 
 
 # %% ../nbs/05_quietstar.ipynb #ebb152d4
@@ -284,6 +277,11 @@ def equation_positions(input_ids:torch.Tensor, tok, kind:str="result") -> tuple[
     pos, real = equation_anchors(equation_labels(input_ids.cpu(), tok), kind)
     return pos.to(input_ids.device), real.to(input_ids.device)
 
+def labelled_positions(input_ids:torch.Tensor, tok, placement:str) -> tuple[torch.Tensor, torch.Tensor]:
+    "The positions a labelled placement (\"twohop\" or \"equations\") thinks at: (B, P) positions and (B, P) real. Labels: for controls and scoring only."
+    check(placement in ("twohop", "equations"), f"placement={placement!r} is not a labelled placement; use 'twohop' or 'equations'")
+    return label_positions(input_ids, tok) if placement == "twohop" else equation_positions(input_ids, tok)
+
 def result_tokens(input_ids:torch.Tensor, tok, positions:torch.Tensor, # (B, P) slots before results (`equation_positions`)
                   n:int, # tokens per result: longer results are cut, shorter ones padded
                   pad:int) -> torch.Tensor: # (B, P, n) the result written after each slot; `pad` where there is none
@@ -305,7 +303,7 @@ class QuietStarObjective(Objective):
     Config = QuietStarConfig
     def __init__(self, cfg:QuietStarConfig, tok):
         super().__init__(cfg, tok)
-        self.tcfg = cfg.thought_config()
+        self.tcfg = cfg.thought
         self.marks, self.head, self.markers = None, None, None
         self.register_buffer("reward_ema", torch.zeros(2))  # K = 1 baseline: (decayed sum, decayed count)
     def prepare_model(self, lm, init_from:str=""):
@@ -325,8 +323,7 @@ class QuietStarObjective(Objective):
     def positions(self, lm, batch) -> tuple[torch.Tensor|None, torch.Tensor|None]:
         "Where to think in this batch: (B, P) positions and real mask (None, None: every position)."
         ids = batch["input_ids"]
-        if self.cfg.placement == "twohop": return label_positions(ids, self.tok)
-        if self.cfg.placement == "equations": return equation_positions(ids, self.tok)
+        if self.cfg.placement != "uniform": return labelled_positions(ids, self.tok, self.cfg.placement)
         B, L = ids.shape
         n = self.cfg.n_positions
         if not n or n >= L: return None, None
@@ -335,8 +332,7 @@ class QuietStarObjective(Objective):
     def replay_config(self, K:int) -> ThoughtConfig:
         "The `ThoughtConfig` thoughts are replayed with: K of them, log π at the policy's temperature (also for proposed ones)."
         c = self.tcfg
-        return dataclasses.replace(c, n_thoughts=K, temperature=self.cfg.temperature,
-                                   logprob_temperature=c.policy_temperature)
+        return dataclasses.replace(c, n_thoughts=K, logprob_temperature=c.policy_temperature)
     def rollout(self, lm, batch):
         "The thoughts to replay (no gradient) at the placement's positions: sampled, proposed, enumerated, the true one, or filler."
         return self.thoughts_at(lm, batch, *self.positions(lm, batch))
@@ -405,8 +401,9 @@ def comparison_arms(**qs_args) -> dict[str, tuple[str, dict]]:
     "The arms of a thinking comparison as (registered objective, objective_args): Quiet-STaR with `qs_args`, the pause control, plain fine-tuning."
     cfg = QuietStarConfig(**qs_args)  # validates the shared knobs once
     check(cfg.base_weight == 1.0, f"base_weight={cfg.base_weight}: every arm must train the ntp arm's next-token NLL at weight 1; leave it at 1")
+    pause_thought = asdict(replace(cfg.thought, n_thoughts=1))  # the same thoughts' shape, one filler per position
     return dict(quietstar=("quietstar", dict(qs_args)),
-                pause=("quietstar", dict(qs_args) | dict(thought_source="filler", n_thoughts=1)),
+                pause=("quietstar", dict(qs_args) | dict(thought_source="filler", thought=pause_thought)),
                 ntp=("ntp", {}))
 
 # %% ../nbs/05_quietstar.ipynb #e9abfc30
@@ -458,6 +455,7 @@ def bootstrap_mean(sums:np.ndarray, # (W,) per-window summed NLL (or a per-windo
 
 # %% ../nbs/05_quietstar.ipynb #3ca67cf9
 DISTILL_RL = ("reverse_kl", "released")
+DISTILL_PLACEMENTS = ("every", "twohop", "equations") # where the removed stage's teacher thinks and is matched
 
 @dataclass
 class DistillConfig:
@@ -469,8 +467,10 @@ class DistillConfig:
     nll_weight: float = 0.0 # plain next-token NLL (dropped in the released code)
     teacher_temperature: float = 0.0 # the teacher's thought sampling temperature (released: 0.001, i.e. near-greedy)
     logprob_temperature: float = 3.0 # temperature of the student's log π in the "released" RL term
+    placement: str = "every" # one of DISTILL_PLACEMENTS: "every" position (Fast Quiet-STaR), or only where a labelled thinking stage was trained; the KL and RL terms there, nll everywhere
     def __post_init__(self):
         check_fields(self)
+        check(self.placement in DISTILL_PLACEMENTS, f"DistillConfig.placement={self.placement!r}; use one of: {', '.join(DISTILL_PLACEMENTS)}")
         check(min(self.kl_weight, self.rl_weight, self.nll_weight) >= 0 and self.kl_weight + self.rl_weight + self.nll_weight > 0,
               "distill weights must be >= 0 and not all 0; set kl_weight, rl_weight or nll_weight")
         check(self.rl_reward in DISTILL_RL, f"rl_reward={self.rl_reward!r}; use one of: {', '.join(DISTILL_RL)}")
@@ -479,32 +479,48 @@ class DistillConfig:
 
 
 # %% ../nbs/05_quietstar.ipynb #70973f43
-def mixed_next_logprobs(th:Thinker, t:Thoughts) -> torch.Tensor:
-    "Full-vocabulary mixed next-token log-probs at every position of thoughts `t` (its first thought), (B, L, V'), thought markers excluded."
+def mixed_next_logprobs(th:Thinker, t:Thoughts,
+                        positions:torch.Tensor|None=None, # (B, P) where `t` thought (None: every position)
+                       ) -> torch.Tensor: # (B, L, V')
+    "Full-vocabulary next-token log-probs at every position, thought markers excluded: mixed with `t`'s first thought where it thought, the plain prediction elsewhere."
     lm_head = th.model.get_output_embeddings()
     lb = lm_head(t.base_hidden).float()  # (B, L, V)
-    lt = lm_head(t.post_hidden[:, 0, :, 0]).float()  # (B, L, V): after END
-    mixed = mix_logits(lb, lt, t.mix_weights[:, 0, :, 0].float())
+    lt = lm_head(t.post_hidden[:, 0, :, 0]).float()  # (B, P, V): after END
+    w = t.mix_weights[:, 0, :, 0].float()
+    if positions is None: mixed = mix_logits(lb, lt, w)
+    else:
+        idx = positions[..., None].expand(-1, -1, lb.shape[-1])  # (B, P, V)
+        mixed = lb.scatter(1, idx, mix_logits(lb.gather(1, idx), lt, w))
     mixed[..., th.marks.ids] = float("-inf")
     return torch.log_softmax(mixed, -1)
 
-def teacher_mixed_logprobs(th:Thinker, input_ids:torch.Tensor, attention_mask:torch.Tensor, temperature:float=0.0) -> torch.Tensor:
-    "The teacher's full-vocabulary mixed next-token log-probs at every position, (B, L, V'), thought markers excluded."
-    cfg = ThoughtConfig(thought_len=th.cfg.thought_len, n_ahead=1, n_thoughts=1, temperature=temperature)
-    return mixed_next_logprobs(th, sample_thoughts(th.model, input_ids, attention_mask, cfg, th.marks, th.head))
+def teacher_mixed_logprobs(th:Thinker, input_ids:torch.Tensor, attention_mask:torch.Tensor, temperature:float=0.0,
+                           positions:torch.Tensor|None=None) -> torch.Tensor: # (B, P) the teacher thinks only here (None: everywhere)
+    "The teacher's full-vocabulary next-token log-probs, (B, L, V'), markers excluded: mixed where it thinks (its own thought alphabet), plain elsewhere."
+    cfg = replace(th.cfg, n_ahead=1, n_thoughts=1, temperature=temperature)
+    t = sample_thoughts(th.model, input_ids, attention_mask, cfg, th.marks, th.head, positions=positions)
+    return mixed_next_logprobs(th, t, positions)
+
+def position_mask(positions:torch.Tensor, real:torch.Tensor, L:int) -> torch.Tensor: # (B, L) bool
+    "True at the real ones of (B, P) `positions` in windows of L tokens (padding slots may repeat a position)."
+    hits = torch.zeros(positions.shape[0], L, device=positions.device).scatter_add(1, positions, real.float())
+    return hits > 0
 
 def distill_loss(student_logits:torch.Tensor, # (B, L, V) student next-token logits (no thoughts)
                  teacher_logprobs:torch.Tensor, # (B, L, V) teacher mixed log-probs
                  input_ids:torch.Tensor, attention_mask:torch.Tensor, cfg:DistillConfig, marks:list[int]|None=None,
-                 generator:torch.Generator|None=None) -> tuple[torch.Tensor, dict]:
+                 generator:torch.Generator|None=None,
+                 match:torch.Tensor|None=None, # (B, L) bool: positions the KL and RL terms match the teacher at (None: all)
+                ) -> tuple[torch.Tensor, dict]:
     "kl·KL(teacher‖student) + rl·REINFORCE (reverse KL, or the released term) + nll·NLL over positions that have a next token."
     logits = student_logits[:, :-1].float()
     if marks: logits = logits.index_fill(-1, torch.tensor(marks, device=logits.device), float("-inf"))
     s_lp = torch.log_softmax(logits, -1)  # (B, L-1, V)
     t_lp = teacher_logprobs[:, :-1]
     m = target_mask(attention_mask).bool()  # (B, L-1)
+    mk = m if match is None else m & match[:, :-1]  # where the student matches the teacher
     y = input_ids[:, 1:, None]
-    kl = masked_mean((t_lp.exp() * (t_lp - s_lp).nan_to_num(0.0, posinf=0.0, neginf=0.0)).sum(-1), m)
+    kl = masked_mean((t_lp.exp() * (t_lp - s_lp).nan_to_num(0.0, posinf=0.0, neginf=0.0)).sum(-1), mk)
     nll_s = -s_lp.gather(-1, y).squeeze(-1)  # (B, L-1)
     nll_t = -t_lp.gather(-1, y).squeeze(-1)
     a = torch.multinomial(s_lp.detach().exp().flatten(0, 1), 1, generator=generator).view(y.shape)  # a_t ~ student (τ = 1)
@@ -514,10 +530,10 @@ def distill_loss(student_logits:torch.Tensor, # (B, L, V) student next-token log
     else:
         logpi = torch.log_softmax(logits / cfg.logprob_temperature, -1).gather(-1, a).squeeze(-1)
         r = (nll_t - nll_s).detach().clamp(min=0)  # released: CE(teacher) − CE(student), clamped at 0
-    rl = policy_surrogate(r, logpi, m)  # REINFORCE on the sampled token
+    rl = policy_surrogate(r, logpi, mk)  # REINFORCE on the sampled token
     nll = masked_mean(nll_s, m)
     loss = cfg.kl_weight * kl + cfg.rl_weight * rl + cfg.nll_weight * nll
-    return loss, dict(kl=kl, rl=rl, nll=nll, teacher_nll=masked_mean(nll_t, m), reward_mean=masked_mean(r, m))
+    return loss, dict(kl=kl, rl=rl, nll=nll, teacher_nll=masked_mean(nll_t, mk), reward_mean=masked_mean(r, mk))
 
 # %% ../nbs/05_quietstar.ipynb #bbd98a8f
 class DistillObjective(Objective):
@@ -534,10 +550,14 @@ class DistillObjective(Objective):
         self.marks = add_thought_tokens(lm, self.tok, teacher.cfg)  # same vocabulary as the teacher (and init_from)
         return lm
     def rollout(self, lm, batch):
-        th = self._teacher[0]
-        dev = batch["input_ids"].device
-        if th.model.device != dev: th.model.to(dev); th.head.to(dev)
-        return dict(teacher=teacher_mixed_logprobs(th, batch["input_ids"], batch["attention_mask"], self.cfg.teacher_temperature))
+        "The teacher's predictions: thinking at every position, or only at the placement's (then `match` marks them)."
+        th, ids, am = self._teacher[0], batch["input_ids"], batch["attention_mask"]
+        if th.model.device != ids.device: th.model.to(ids.device); th.head.to(ids.device)
+        if self.cfg.placement == "every": return dict(teacher=teacher_mixed_logprobs(th, ids, am, self.cfg.teacher_temperature))
+        pos, real = labelled_positions(ids, self.tok, self.cfg.placement)  # (B, P)
+        return dict(teacher=teacher_mixed_logprobs(th, ids, am, self.cfg.teacher_temperature, pos),
+                    match=position_mask(pos, real, ids.shape[1]))
     def loss(self, lm, batch, rollout):
         logits = lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, L, V)
-        return distill_loss(logits, rollout["teacher"], batch["input_ids"], batch["attention_mask"], self.cfg, self.marks.ids)
+        return distill_loss(logits, rollout["teacher"], batch["input_ids"], batch["attention_mask"], self.cfg, self.marks.ids,
+                            match=rollout.get("match"))

@@ -5,7 +5,7 @@
 # %% ../nbs/04_thoughts.ipynb #2f459976
 from __future__ import annotations
 import copy, html, json, sys, time, weakref
-from dataclasses import dataclass, asdict, field
+from dataclasses import dataclass, asdict, field, fields, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -22,14 +22,15 @@ from .entropy import logits_entropy
 
 # %% auto #0
 __all__ = ['THOUGHT_ATTN', 'START_THOUGHT', 'END_THOUGHT', 'CHUNK_LOGITS', 'MIX_OFFSET', 'THOUGHTS_FILE', 'HEAD_FILE',
-           'NO_THOUGHTS', 'THOUGHTS_CSS', 'ThoughtConfig', 'max_positions', 'check_thinking_model', 'ChainLayout',
-           'chain_attention_forward', 'use_thought_attention', 'transformer_body', 'TextPass', 'text_pass',
-           'ThoughtMarks', 'thought_marks', 'add_thought_tokens', 'MarkerEmbedding', 'train_markers', 'lm_logits',
-           'thought_logits', 'sample_ids', 'token_logprobs', 'thought_token_logprobs', 'next_token_entropy',
-           'mix_logits', 'MixingHead', 'new_mixing_head', 'Lookahead', 'lookahead_targets', 'Thoughts',
-           'sample_thought_tokens', 'sample_thoughts', 'replay_thoughts', 'thought_forward', 'reference_thoughts',
-           'Thinker', 'make_thinker', 'is_thinking_model', 'save_thinking_model', 'load_thinking_model', 'Generation',
-           'DecisionPoint', 'generate_with_thoughts', 'generate_plain', 'thoughts_html', 'think']
+           'NO_THOUGHTS', 'THOUGHTS_CSS', 'ThoughtConfig', 'as_thought_config', 'max_positions', 'check_thinking_model',
+           'ChainLayout', 'chain_attention_forward', 'use_thought_attention', 'transformer_body', 'TextPass',
+           'text_pass', 'ThoughtMarks', 'thought_marks', 'add_thought_tokens', 'MarkerEmbedding', 'train_markers',
+           'lm_logits', 'thought_logits', 'sample_ids', 'token_logprobs', 'thought_token_logprobs',
+           'next_token_entropy', 'mix_logits', 'MixingHead', 'new_mixing_head', 'Lookahead', 'lookahead_targets',
+           'Thoughts', 'sample_thought_tokens', 'sample_thoughts', 'replay_thoughts', 'thought_forward',
+           'reference_thoughts', 'Thinker', 'make_thinker', 'is_thinking_model', 'save_thinking_model',
+           'load_thinking_model', 'Generation', 'DecisionPoint', 'generate_with_thoughts', 'generate_plain',
+           'thoughts_html', 'think']
 
 # %% ../nbs/04_thoughts.ipynb #98f482bd
 @dataclass
@@ -61,6 +62,20 @@ class ThoughtConfig:
     @property
     def policy_temperature(self) -> float: # temperature log π is computed at: logprob_temperature, else the sampling one (1 for greedy)
         return self.logprob_temperature or self.temperature or 1.0
+
+# %% ../nbs/04_thoughts.ipynb #c2674754
+def as_thought_config(value, # a ThoughtConfig (taken as it is) or a mapping of some of its fields
+                      default:ThoughtConfig, # the fields a mapping leaves out come from here
+                      owner:str="config", # who holds the thought, for the error message
+                     ) -> ThoughtConfig:
+    "The `ThoughtConfig` an objective's config holds: given whole, or as a mapping over the objective's default (how YAML and `objective_args` give it)."
+    if isinstance(value, ThoughtConfig): return value
+    check(isinstance(value, dict), f"{owner}.thought={value!r}; give a ThoughtConfig or a mapping of its fields, e.g. thought: {{thought_len: 4}}")
+    names = {f.name for f in fields(ThoughtConfig)}
+    bad = sorted(set(value) - names)
+    check(not bad, f"{owner}.thought has {bad}, which are not ThoughtConfig fields; valid: {', '.join(sorted(names))}")
+    return replace(default, **value)
+
 
 # %% ../nbs/04_thoughts.ipynb #71d0e300
 THOUGHT_ATTN = {"sdpa": "ntp_rl_sdpa", "eager": "ntp_rl_eager"} # supported implementation -> its thought-aware twin

@@ -38,7 +38,7 @@ def tiny():
 
 def test_budget_zero_costs_nothing_and_forwards_match_the_budgets(tiny):
     m, tok, marks = tiny
-    cfg = BudgetConfig(budgets=(0, 2, 4, 8), lookaheads=(1, 2, 4), n_thoughts=2)
+    cfg = BudgetConfig(budgets=(0, 2, 4, 8), lookaheads=(1, 2, 4), thought=dict(n_thoughts=2))
     B, L = 3, 24
     ids = torch.randint(0, 1000, (B, L))
     pos = torch.arange(L - 1).expand(B, -1)
@@ -53,8 +53,8 @@ def test_budget_zero_costs_nothing_and_forwards_match_the_budgets(tiny):
         for score, extra in (("lookahead", 0), ("none", None)):
             c.n = 0
             vt = sample_variable_thoughts(m, ids, None, pos, bud, la, cfg, marks, score=score)
-            if score == "lookahead": ideal = B * L + B * cfg.n_thoughts * int(((row_b + row_a - 1) * (row_b > 0)).sum())
-            else: ideal = B * L + B * cfg.n_thoughts * int(((row_b - 2) * (row_b > 0)).sum())
+            if score == "lookahead": ideal = B * L + B * cfg.thought.n_thoughts * int(((row_b + row_a - 1) * (row_b > 0)).sum())
+            else: ideal = B * L + B * cfg.thought.n_thoughts * int(((row_b - 2) * (row_b > 0)).sum())
             assert c.n == ideal == B * L + vt.chain_tokens, (score, c.n, ideal)
         fixed = ThoughtConfig(thought_len=8, n_ahead=4, n_thoughts=2)
         c.n = 0
@@ -68,7 +68,7 @@ def test_variable_budget_equals_fixed_budget_generator(arch):
     marks = add_thought_tokens(m, tok, ThoughtConfig())
     head = new_mixing_head(m)
     with torch.no_grad(): head.mlp[2].bias.add_(4.0 + 0.7); head.mlp[2].weight.mul_(2.0)  # a nonzero mixing weight, so mixed ≠ base
-    cfg = BudgetConfig(budgets=(0, 2, 3, 5), lookaheads=(1, 3), n_thoughts=2)
+    cfg = BudgetConfig(budgets=(0, 2, 3, 5), lookaheads=(1, 3), thought=dict(n_thoughts=2))
     torch.manual_seed(0)
     ids = torch.randint(0, 1000, (2, 14)); am = torch.ones_like(ids); am[1, 11:] = 0  # right padding
     pos, real = decision_positions(am)
@@ -193,7 +193,7 @@ def test_values_learn_where_thinking_pays_and_the_price_steers_them(tmp_path):
     (well above the 1/2 where budget 2's 1 nat stops paying, allowing for the estimates' error) nowhere; without
     retraining. Zero thinking never dies: at the other kind the decision stays 0."""
     register_objective("paid_thinking", PaidThinking)
-    cfg = TrainConfig(objective="paid_thinking", objective_args=dict(budgets=(0, 2, 3), lookaheads=(1,), n_positions=11, n_thoughts=2),
+    cfg = TrainConfig(objective="paid_thinking", objective_args=dict(budgets=(0, 2, 3), lookaheads=(1,), n_positions=11, thought=dict(n_thoughts=2)),
                       model=ModelConfig("tiny-llama", device="cpu"), data=DataConfig("verne", window=12, batch_size=4),
                       out_dir=str(tmp_path/"paid"), max_steps=60, lr=1e-4, objective_lr=3e-2, warmup_steps=0, save_every=1000)
     tr = Trainer(cfg)
@@ -228,7 +228,7 @@ def test_values_learn_horizons_per_token(tmp_path):
     (budget 2 costs 1/2) a thought is kept for two tokens there (2 − 1/2 − ρ > 1 − 1/2) and for one elsewhere, where
     its second token gains nothing and is charged ρ > 0, what a fresh decision earns per token."""
     register_objective("served_twice", ServedTwice)
-    cfg = TrainConfig(objective="served_twice", objective_args=dict(budgets=(0, 2), lookaheads=(1, 2), n_positions=11, n_thoughts=2),
+    cfg = TrainConfig(objective="served_twice", objective_args=dict(budgets=(0, 2), lookaheads=(1, 2), n_positions=11, thought=dict(n_thoughts=2)),
                       model=ModelConfig("tiny-llama", device="cpu"), data=DataConfig("verne", window=12, batch_size=4),
                       out_dir=str(tmp_path/"served"), max_steps=60, lr=1e-4, objective_lr=3e-2, warmup_steps=0, save_every=1000)
     tr = Trainer(cfg)
@@ -256,6 +256,12 @@ def test_budget_resume_is_exact(tmp_path):
     at = load_budget_model(checkpoints(a)[-1], device="cpu")
     assert int(at.values.n_seen) > 0 and at.values.reference.abs().sum() > 0  # the training states travel with the model
     assert at.cfg.budgets == (0, 2, 4) and at.thinker.cfg.thought_len == 4
+    import json, shutil  # a model saved before BudgetConfig held a ThoughtConfig (its fields flat) still loads
+    old = tmp_path/"old"; shutil.copytree(checkpoints(a)[-1]/"model", old)
+    meta = json.loads((old/"budget.json").read_text()); c = meta["config"]
+    c |= {k: v for k, v in c.pop("thought").items() if k != "thought_len" and k != "n_ahead"}
+    (old/"budget.json").write_text(json.dumps(meta))
+    assert load_budget_model(old, device="cpu").cfg == at.cfg
     page = tmp_path/"page.html"
     r = run([sys.executable, "-c", "from ntp_rl.cli import ntp_rl_think; ntp_rl_think()", "--adaptive", "--model",
              str(checkpoints(a)[-1]), "--lam", "0.0", "--max-new-tokens", "4", "--show-thoughts",
@@ -308,7 +314,7 @@ def test_variable_budget_replay_works_with_gradient_checkpointing():
     m, tok = tiny_model("llama")
     marks = add_thought_tokens(m, tok, ThoughtConfig())
     head = new_mixing_head(m)
-    cfg = BudgetConfig(budgets=(0, 2, 3, 5), lookaheads=(2,), n_thoughts=2)
+    cfg = BudgetConfig(budgets=(0, 2, 3, 5), lookaheads=(2,), thought=dict(n_thoughts=2))
     torch.manual_seed(0)
     ids = torch.randint(0, 1000, (2, 12)); am = torch.ones_like(ids); am[1, 9:] = 0
     pos, real = decision_positions(am)
@@ -333,7 +339,7 @@ def test_budget_thoughts_hold_only_the_thought_vocab(tmp_path):
     "BudgetConfig.thought_vocab reaches the training rollout: every sampled thought token is one of its tokens (as the scoring samples them)."
     from ntp_rl.trainer import load_train_config
     seed_everything(0)
-    tr = Trainer(load_train_config(overrides=[*BG, "objective_args.budgets=[0,4]", "objective_args.thought_vocab=' the a'",
+    tr = Trainer(load_train_config(overrides=[*BG, "objective_args.budgets=[0,4]", "objective_args.thought.thought_vocab=' the a'",
                                               f"out_dir={tmp_path}", "max_steps=1"]))
     m = tr.acc.unwrap_model(tr.module)
     obj, b = m.objective, next(tr.stream)
@@ -350,7 +356,7 @@ def test_budget_thoughts_hold_only_the_thought_vocab(tmp_path):
 
 def test_discovery_resume_is_exact(tmp_path):
     "The discovery objective resumes bit for bit, the frozen judge included: a resumed run's judge is the model as the run started, not as it was saved."
-    args = ["objective=discovery", "objective_args.thought_len=3", "objective_args.n_ahead=1", "objective_args.thought_vocab=a b c d",
+    args = ["objective=discovery", "objective_args.thought.thought_len=3", "objective_args.thought.n_ahead=1", "objective_args.thought.thought_vocab=a b c d",
             "objective_args.estimator=marginal", "objective_args.n_exploit=2", "objective_args.n_explore=3", "objective_args.lam=0.0",
             "objective_args.judge=initial", "model.name_or_path=tiny-llama", "model.device=cpu", "data.corpus=verne", "data.window=20",
             "data.batch_size=2", "lr=1e-2", "objective_lr=1e-2", "warmup_steps=0"]

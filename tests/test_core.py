@@ -87,7 +87,7 @@ from ntp_rl.budget import BudgetConfig, BudgetObjective
 torch.set_num_threads(1); seed_everything(0)
 if sys.argv[1] == "load": lm, tok = load_model("tiny-llama", device="cpu")  # load_model on the CPU keeps freed memory
 else: lm, tok = tiny_model("llama")  # the same model without load_model: glibc's default allocator
-obj = BudgetObjective(BudgetConfig(budgets=(0, 8), lookaheads=(4,), n_thoughts=2, n_positions=6), tok)
+obj = BudgetObjective(BudgetConfig(budgets=(0, 8), lookaheads=(4,), thought=dict(n_thoughts=2), n_positions=6), tok)
 lm = obj.prepare_model(lm.train())
 ids = torch.randint(3, len(tok) - 2, (2, 64), generator=torch.Generator().manual_seed(0))
 batch = dict(input_ids=ids, attention_mask=torch.ones_like(ids))

@@ -16,7 +16,7 @@ def stages(tmp_path_factory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("fast_quietstar")
     cur = CurriculumConfig(base=dict(model=dict(name_or_path="tiny-llama", device="cpu"), data=dict(corpus="verne", window=16, batch_size=2),
                                      lr=1e-3, warmup_steps=0, max_steps=2, save_every=2),
-                           stages=[dict(name="think", objective="quietstar", objective_args=dict(thought_len=4, n_ahead=2, n_thoughts=2, n_positions=4)),
+                           stages=[dict(name="think", objective="quietstar", objective_args=dict(thought=dict(thought_len=4, n_ahead=2, n_thoughts=2), n_positions=4)),
                                    dict(name="removed", objective="distill")],
                            out_dir=str(d/"cur"))
     think, removed = (Path(r["checkpoint"])/"model" for r in run_curriculum(cur))
@@ -71,3 +71,31 @@ def test_removed_stage_trained_and_the_checks_can_fail(stages, head_calls):
     assert any(not torch.equal(a[k], b[k]) for k in b if k in a), "the removed stage did not train"
     rows = [r for r in read_metrics(removed.parents[1]) if "loss" in r]
     assert rows and "kl" in rows[-1] and rows[-1]["token_forwards"] > 2 * (2 * 16)  # a distill stage: the student's 32 positions and its teacher's (text and thoughts) counted
+
+def test_placed_removal_stage(tmp_path):
+    "A removed stage after thinking trained only at two-hop answers (DistillConfig.placement='twohop'): the teacher is matched "
+    "only at those slots, the student trains on every next token, and what is left is a plain model."
+    from ntp_rl.data import TWOHOP_SYMBOLS, DataConfig, load_windows, twohop_labels, twohop_anchors
+    from ntp_rl.twohop import TwohopModelConfig, build_twohop_model
+    from ntp_rl.quietstar import DistillConfig, DistillObjective, position_mask
+    micro = build_twohop_model(tmp_path/"micro", TwohopModelConfig(corpus="twohop-pretrain-fair", max_steps=5, n_docs=200, batch_size=4))
+    data = dict(corpus="twohop", window=128, boundaries="split", n_docs=200, batch_size=2)
+    think = dict(thought=dict(thought_len=3, n_ahead=1, n_thoughts=1, thought_vocab=" ".join(TWOHOP_SYMBOLS[:16])),
+                 estimator="supervised", placement="twohop")
+    cur = CurriculumConfig(base=dict(model=dict(name_or_path=str(micro), device="cpu"), data=data, lr=1e-3, warmup_steps=0,
+                                     max_steps=2, save_every=2),
+                           stages=[dict(name="think", objective="quietstar", objective_args=think),
+                                   dict(name="removed", objective="distill", objective_args=dict(placement="twohop", nll_weight=1.0))],
+                           out_dir=str(tmp_path/"cur"))
+    res = run_curriculum(cur)
+    rows = [r for r in read_metrics(Path(res[-1]["checkpoint"]).parent) if "loss" in r]
+    assert rows and all(r["kl"] > 0 and r["nll"] > 0 for r in rows)
+    assert not is_thinking_model(Path(res[-1]["checkpoint"])/"model")
+    model, tok = load_model(str(micro), device="cpu")
+    obj = DistillObjective(DistillConfig(teacher=str(Path(res[0]["checkpoint"])/"model"), placement="twohop"), tok)
+    model = obj.prepare_model(model)
+    ws = load_windows(DataConfig(**data), tok)["val"]
+    batch = dict(input_ids=ws.input_ids[:2], attention_mask=ws.attention_mask[:2])
+    r = obj.rollout(model, batch)
+    pos, real = twohop_anchors(twohop_labels(batch["input_ids"], tok), ("twohop",))
+    assert real.any() and torch.equal(r["match"], position_mask(pos, real, batch["input_ids"].shape[1]))  # the two-hop answer slots

@@ -12,8 +12,8 @@ VOCAB = "0.1,23456789 "  # digits, point, comma, space: one token each in SmolLM
 def _fresh(est):
     seed_everything(0)
     m, tok = tiny_model("llama")  # SmolLM2's tokenizer: one digit per token
-    obj = QuietStarObjective(QuietStarConfig(thought_len=5, n_ahead=2, n_thoughts=2, placement="equations", estimator=est,
-                                             thought_vocab=VOCAB, filler_text=" ", thought_weight=0.5), tok)
+    obj = QuietStarObjective(QuietStarConfig(thought=dict(thought_len=5, n_ahead=2, n_thoughts=2, thought_vocab=VOCAB), placement="equations",
+                                             estimator=est, filler_text=" ", thought_weight=0.5), tok)
     m = obj.prepare_model(m.train())
     ws = make_windows([tok(SOLUTION).input_ids] * 2, window=64, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id, boundaries="split")
     return m, tok, obj, dict(input_ids=ws.input_ids, attention_mask=ws.attention_mask)

@@ -6,7 +6,7 @@ from ntp_rl.cli import ntp_rl_train
 from ntp_rl.trainer import checkpoints, read_metrics
 
 from trainutil import ROOT, SCRIPT, run, losses, launch_two, assert_resume_exact
-QS = ["objective=quietstar", "objective_args.thought_len=4", "objective_args.n_ahead=2", "objective_args.n_thoughts=2",
+QS = ["objective=quietstar", "objective_args.thought.thought_len=4", "objective_args.thought.n_ahead=2", "objective_args.thought.n_thoughts=2",
       "objective_args.n_positions=6", "model.name_or_path=tiny-llama", "model.device=cpu", "data.corpus=verne",
       "data.window=24", "data.batch_size=2", "lr=1e-3", "warmup_steps=0"]
 
@@ -25,7 +25,7 @@ def test_quietstar_two_processes(tmp_path):
     assert (checkpoints(tmp_path/"two")[-1]/"model"/"mixing_head.safetensors").exists()
 
 def test_bad_quietstar_configs(tmp_path, capsys):
-    for args, msg in [(["objective_args.thought_len=1"], "at least 2"), (["objective_args.n_ahead=0"], "at least 1 future token"),
+    for args, msg in [(["objective_args.thought.thought_len=1"], "at least 2"), (["objective_args.thought.n_ahead=0"], "at least 1 future token"),
                       (["objective_args.T=4"], "not fields of QuietStarConfig")]:
         with pytest.raises(SystemExit) as e: ntp_rl_train([*QS, *args, f"out_dir={tmp_path/'x'}"])  # in-process: the CLI's own error path
         err = capsys.readouterr().err
@@ -40,7 +40,7 @@ curriculum:
   base: {{model: {{name_or_path: tiny-llama, device: cpu}}, data: {{corpus: verne, window: 16, batch_size: 2}},
           lr: 0.001, warmup_steps: 0, max_steps: 1}}
   stages:
-    - {{name: think, objective: quietstar, objective_args: {{thought_len: 3, n_ahead: 2, n_thoughts: 2, n_positions: 4}}}}
+    - {{name: think, objective: quietstar, objective_args: {{thought: {{thought_len: 3, n_ahead: 2, n_thoughts: 2}}, n_positions: 4}}}}
     - {{name: ntp, objective: distill}}
 """)
     r = run([sys.executable, "-c", "from ntp_rl.cli import ntp_rl_curriculum; ntp_rl_curriculum()", "--config", str(cfg)])
@@ -59,7 +59,7 @@ from ntp_rl.trainer import TrainConfig, Trainer
 
 
 def _qs_cfg(tmp_path, **kw):
-    args = dict(thought_len=4, n_ahead=2, n_thoughts=2, n_positions=6) | kw.pop("objective_args", {})
+    args = dict(thought=dict(thought_len=4, n_ahead=2, n_thoughts=2), n_positions=6) | kw.pop("objective_args", {})
     kw = dict(max_steps=1, lr=1e-4, warmup_steps=0, save_every=1) | kw
     return TrainConfig(objective="quietstar", objective_args=args, model=ModelConfig("tiny-llama", device="cpu"),
                        data=DataConfig("verne", window=24, batch_size=2), out_dir=str(tmp_path), **kw)
@@ -131,7 +131,7 @@ def test_one_thought_per_position_uses_a_running_baseline():
     "K = 1: the advantage is reward − running mean (not identically 0), and a bare call without a baseline is refused."
     seed_everything(0)
     model, tok = tiny_model("llama")
-    obj = QuietStarObjective(QuietStarConfig(thought_len=4, n_ahead=2, n_thoughts=1), tok)
+    obj = QuietStarObjective(QuietStarConfig(thought=dict(thought_len=4, n_ahead=2, n_thoughts=1)), tok)
     model = obj.prepare_model(model.train())
     enc = tok(["The year 2889 was a year of wonders.", "Two plus two is four, said the machine."], return_tensors="pt", padding=True)
     batch = dict(input_ids=enc.input_ids, attention_mask=enc.attention_mask)
@@ -145,7 +145,7 @@ def test_one_thought_per_position_uses_a_running_baseline():
 def test_pause_control_writes_the_filler(tmp_path):
     "thought_source='filler': every thought is START, the filler token repeated, END; no REINFORCE."
     seed_everything(0)
-    tr = Trainer(_qs_cfg(tmp_path, objective_args=dict(thought_source="filler", n_thoughts=1)))
+    tr = Trainer(_qs_cfg(tmp_path, objective_args=dict(thought_source="filler", thought=dict(thought_len=4, n_ahead=2, n_thoughts=1))))
     obj = tr.acc.unwrap_model(tr.module).objective
     b = next(tr.stream)
     ro = obj.rollout(tr.acc.unwrap_model(tr.module).lm, b)
@@ -159,7 +159,7 @@ def test_collapse_warning_fires_on_a_constant_thought(tmp_path, capsys):
     "One allowed thought token: every position writes the same thought (top_thought_share = 1); where it buys nothing, the trainer says so in one line, once."
     from ntp_rl.core import ModelConfig, DataConfig
     from ntp_rl.trainer import TrainConfig, train
-    cfg = TrainConfig(objective="quietstar", objective_args=dict(thought_len=3, n_ahead=1, n_thoughts=2, thought_vocab="the"),
+    cfg = TrainConfig(objective="quietstar", objective_args=dict(thought=dict(thought_len=3, n_ahead=1, n_thoughts=2, thought_vocab="the")),
                       model=ModelConfig("tiny-llama", device="cpu"), data=DataConfig("verne", window=24, batch_size=2),
                       out_dir=str(tmp_path/"c"), max_steps=3, lr=1e-3, warmup_steps=0, save_every=3, seed=0)
     train(cfg)
@@ -189,7 +189,7 @@ def test_comparison_arms_share_the_next_token_term():
         w = lm.model.layers[0].mlp.up_proj.weight
         (g,) = torch.autograd.grad(text, w, retain_graph=True)  # the next-token term's own gradient on the LM
         return obj, loss, parts, text, g
-    arms = {a: arm(*spec) for a, spec in comparison_arms(thought_len=4, n_ahead=2, n_thoughts=2, n_positions=6).items()}
+    arms = {a: arm(*spec) for a, spec in comparison_arms(thought=dict(thought_len=4, n_ahead=2, n_thoughts=2), n_positions=6).items()}
     _, ntp_loss, _, ntp_text, ntp_grad = arms["ntp"]
     assert torch.equal(ntp_loss, ntp_text)  # the ntp arm trains only this term
     for a in ("quietstar", "pause"):

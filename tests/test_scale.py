@@ -20,8 +20,8 @@ FSDP_CPU = ROOT/"configs/accelerate/fsdp_cpu.yaml"
 TOL, GRAD_TOL = 1e-5, 1e-4  # relative, per logged number
 BASE = ["model.name_or_path=tiny-llama", "model.device=cpu", "data.corpus=verne", "data.window=32", "lr=1e-3",
         "warmup_steps=0", "schedule=constant", "max_steps=6", "save_every=2"]
-QS = [*BASE[:-2], "max_steps=3", "save_every=3", "objective=quietstar", "data.window=24", "objective_args.thought_len=4",
-      "objective_args.n_ahead=2", "objective_args.n_thoughts=1", "objective_args.thought_source=filler"]  # filler: no sampling, so 2 = 1
+QS = [*BASE[:-2], "max_steps=3", "save_every=3", "objective=quietstar", "data.window=24", "objective_args.thought.thought_len=4",
+      "objective_args.thought.n_ahead=2", "objective_args.thought.n_thoughts=1", "objective_args.thought_source=filler"]  # filler: no sampling, so 2 = 1
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 
 def free_port() -> int:
@@ -193,8 +193,8 @@ def test_deepspeed_zero2_config_fits_accelerates_schema(tmp_path):
 def test_quietstar_sampled_thoughts_fsdp_equals_ddp(tmp_path):
     """Sampled thoughts (K=2, REINFORCE) differ between 1 and 2 processes (each samples for its own half batch), so
     FSDP is compared with DDP on the same 2 processes: the same samples, the same losses."""
-    sampled = [a for a in QS if not a.startswith(("objective_args.n_thoughts", "objective_args.thought_source", "max_steps"))]
-    sampled += ["objective_args.n_thoughts=2", "objective_args.n_positions=6", "max_steps=2", "data.batch_size=2"]
+    sampled = [a for a in QS if not a.startswith(("objective_args.thought.n_thoughts", "objective_args.thought_source", "max_steps"))]
+    sampled += ["objective_args.thought.n_thoughts=2", "objective_args.n_positions=6", "max_steps=2", "data.batch_size=2"]
     run(fsdp_cmd(tmp_path, 2, *sampled, f"out_dir={tmp_path/'fsdp'}"), env=ENV)
     ddp = fsdp_cmd(tmp_path, 2, *sampled, f"out_dir={tmp_path/'ddp'}")
     ddp[ddp.index(str(FSDP_CPU))] = str(ROOT/"configs/accelerate/cpu_ddp.yaml")
