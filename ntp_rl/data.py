@@ -16,12 +16,13 @@ from .core import *
 # %% auto #0
 __all__ = ['SHAKESPEARE', 'CORPORA', 'FILE_TYPES', 'SPLITS', 'GSM_TYPES', 'GSM_NUMBER', 'EQUATION_ANCHORS', 'TWOHOP_SYMBOLS',
            'TWOHOP_MARKS', 'TWOHOP_MULTI_MARKS', 'TWOHOP_DIGITS', 'TWOHOP_TYPES', 'WARM_STARTS', 'TWOHOP_READ',
-           'TWOHOP_THOUGHT', 'ANCHOR_TYPES', 'TWOHOP_PRETRAIN', 'TWOHOP_MIXES', 'TWOHOP_MULTI', 'wiki_docs',
-           'gsm_problems', 'gsm_docs', 'prepare_shakespeare', 'shakespeare_docs', 'verne_docs', 'file_docs',
-           'load_corpus', 'corpus_files', 'input_hashes', 'split_docs', 'Windows', 'make_windows', 'model_context',
-           'tokenize_docs', 'load_windows', 'iter_batches', 'windows_nll', 'gsm_equations', 'EquationLabels',
-           'equation_labels', 'anchors_before', 'equation_anchors', 'prepare', 'TwohopConfig', 'twohop_sequence',
-           'twohop_docs', 'twohop_tokenizer', 'TwohopLabels', 'twohop_labels', 'twohop_anchors']
+           'TWOHOP_THOUGHT', 'ANCHOR_TYPES', 'TWOHOP_PRETRAIN', 'TWOHOP_MIXES', 'TWOHOP_MULTI', 'TWOHOP_SMALL',
+           'TWOHOP_TASKS', 'wiki_docs', 'gsm_problems', 'gsm_docs', 'prepare_shakespeare', 'shakespeare_docs',
+           'verne_docs', 'file_docs', 'load_corpus', 'corpus_files', 'input_hashes', 'split_docs', 'Windows',
+           'make_windows', 'model_context', 'tokenize_docs', 'load_windows', 'iter_batches', 'windows_nll',
+           'gsm_equations', 'EquationLabels', 'equation_labels', 'anchors_before', 'equation_anchors', 'prepare',
+           'TwohopConfig', 'twohop_sequence', 'twohop_docs', 'twohop_tokenizer', 'TwohopLabels', 'twohop_labels',
+           'twohop_anchors', 'twohop_shortcut_bar']
 
 # %% ../nbs/01_data.ipynb #5c3b889e
 def _package_dir(pkg:str, install:str) -> Path:
@@ -530,3 +531,13 @@ TWOHOP_MIXES["twohop-multi-pretrain"] = dataclasses.replace(TWOHOP_MULTI, min_ke
 CORPORA["twohop"] = lambda n_docs=None, seed=0: twohop_docs(n_docs, seed) # full tables, no thoughts: evaluation
 for _name, _mix in TWOHOP_MIXES.items(): CORPORA[_name] = lambda n_docs=None, seed=0, mix=_mix: twohop_docs(n_docs, seed, mix)
 CORPORA["twohop-multi"] = lambda n_docs=None, seed=0: twohop_docs(n_docs, seed, TWOHOP_MULTI) # the same, with two-token answers
+
+# %% ../nbs/01_data.ipynb #f5a11b02
+TWOHOP_SMALL = TwohopConfig(n_symbols=5, n_onehop=2, n_twohop=3, n_noise=1) # `twohop-small`: two-hop answers learnable directly (see above)
+TWOHOP_TASKS = {"twohop": TwohopConfig(), "twohop-multi": TWOHOP_MULTI, "twohop-small": TWOHOP_SMALL} # evaluation tasks (no thoughts) by corpus name
+CORPORA["twohop-small"] = lambda n_docs=None, seed=0: twohop_docs(n_docs, seed, TWOHOP_SMALL)
+
+def twohop_shortcut_bar(cfg:TwohopConfig) -> float:
+    "Two-hop answer NLL (nats) a direct answer must beat: log(n_symbols − n_twohop), the last query's candidates once earlier answers are excluded."
+    check(cfg.n_twohop < cfg.n_symbols, f"TwohopConfig: n_twohop={cfg.n_twohop} leaves no candidate to guess among; use n_twohop < n_symbols")
+    return float(np.log(cfg.n_symbols - cfg.n_twohop))

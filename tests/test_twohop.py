@@ -117,3 +117,22 @@ def test_fair_build_preconditions(fair):
     two = s[s.type == "twohop"]
     assert (two.thought_token == two.intermediate).mean() <= 2 / 16, (two.thought_token == two.intermediate).mean()
     assert abs(s[s.type == "noise"].thought.mean() - o.loc["noise", "base"]) < 0.05
+
+@needs_model
+def test_small_task_starts_unable_and_gets_a_learning_signal():
+    "twohop-small (experiments/fast_quietstar's learnable internalization test): from twohop-fair-deep the two-hop answers start near "
+    "chance (ln 5) while one-hop answers are known and the oracle thought answers them; one plain next-token backward reaches the new layers."
+    import math
+    from ntp_rl.twohop import prepare_twohop_model, twohop_eval_windows, position_nll, thought_nll
+    model, tok = load_model(str(prepare_twohop_model(name="twohop-fair-deep")), device="cpu")
+    ew = twohop_eval_windows(tok, n_docs=128, window=40, cfg=TWOHOP_SMALL)
+    m = position_nll(model, tok, ew).groupby("type").nll.mean()
+    assert abs(m["twohop"] - math.log(5)) < 0.2 and m["twohop"] > twohop_shortcut_bar(TWOHOP_SMALL) + 0.5, m
+    assert m["onehop"] < 0.1, m
+    o = thought_nll(model, tok, ew, "oracle", types=("twohop",)).groupby("type")[["base", "thought"]].mean()
+    assert o.loc["twohop", "base"] - o.loc["twohop", "thought"] >= 1.0, o  # a thought holding π(c) makes the answer known
+    model.train()
+    ids, am = ew.input_ids[:8], ew.attention_mask[:8]
+    model(input_ids=ids, attention_mask=am, labels=ids.masked_fill(am == 0, -100)).loss.backward()
+    g = [float(model.model.layers[k].self_attn.o_proj.weight.grad.abs().sum()) for k in (2, 3)]
+    assert all(x > 0 for x in g), g  # the new layers, an identity at the start, get a gradient at once
