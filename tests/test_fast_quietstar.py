@@ -99,3 +99,14 @@ def test_placed_removal_stage(tmp_path):
     r = obj.rollout(model, batch)
     pos, real = twohop_anchors(twohop_labels(batch["input_ids"], tok), ("twohop",))
     assert real.any() and torch.equal(r["match"], position_mask(pos, real, batch["input_ids"].shape[1]))  # the two-hop answer slots
+    # an independent reference of the loss: the KL taken on the gathered slots alone, the NLL over every next token
+    from ntp_rl.objective import next_token_loss
+    loss, parts = obj.loss(model, batch, r)
+    marks = torch.tensor(obj.marks.ids)
+    logits = model(**batch).logits.float().index_fill(-1, marks, float("-inf"))  # (B, L, V)
+    idx = pos[..., None].expand(-1, -1, logits.shape[-1])
+    s_lp, t_lp = logits.gather(1, idx).log_softmax(-1), r["teacher"].gather(1, idx)  # (B, P, V)
+    ok = real & batch["attention_mask"].gather(1, pos + 1).bool()
+    kl = (t_lp.exp() * (t_lp - s_lp).nan_to_num(0.0, posinf=0.0, neginf=0.0)).sum(-1)[ok].mean()
+    torch.testing.assert_close(parts["kl"], kl, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(parts["nll"], next_token_loss(logits, batch["input_ids"], batch["attention_mask"]), rtol=1e-5, atol=1e-5)
