@@ -560,11 +560,11 @@ def load_budget_model(path, dtype:str="float32", device:str="auto") -> AdaptiveT
     check("values" in meta and (path/VALUES_FILE).exists(), f"{path} holds a budget policy of an older ntp_rl (a λ-conditioned "
           f"policy gradient); retrain it with objective=budget, which now estimates the value of every budget and horizon")
     th = load_thinking_model(path, dtype=dtype, device=device)
-    c = meta.get("config", {})
-    flat = {f.name: c.pop(f.name) for f in fields(ThoughtConfig) if f.name in c}  # saved before BudgetConfig held a ThoughtConfig
-    if flat: c["thought"] = {k: v for k, v in flat.items() if k not in ("thought_len", "n_ahead")}
     try:
-        cfg = BudgetConfig(**meta["config"])
+        c = meta["config"]
+        flat = {f.name: c.pop(f.name) for f in fields(ThoughtConfig) if f.name in c}  # saved before BudgetConfig held a ThoughtConfig
+        if flat: c["thought"] = {k: v for k, v in flat.items() if k not in ("thought_len", "n_ahead")}
+        cfg = BudgetConfig(**c)
         vals = BudgetValues(budgets=cfg.budgets, lookaheads=cfg.lookaheads, **meta["values"])
         vals.load_state_dict(load_file(str(path/VALUES_FILE)))
     except (KeyError, TypeError) as e: raise NtpRlError(f"{path/BUDGET_FILE} does not describe value estimates ({e}); {fix}") from None

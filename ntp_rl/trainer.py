@@ -92,7 +92,7 @@ class TrainConfig:
         cls = get_objective(self.objective).Config
         names = {f.name for f in dataclasses.fields(cls)}
         bad = set(self.objective_args) - names
-        for f, sub in ((f, getattr(cls(), f.name)) for f in dataclasses.fields(cls) if bad):  # a config it holds (a ThoughtConfig)
+        for f, sub in ((f, getattr(d, f.name)) for d in ([cls()] if bad else []) for f in dataclasses.fields(cls)):  # a config it holds (a ThoughtConfig)
             check(not (dataclasses.is_dataclass(sub) and bad <= {g.name for g in dataclasses.fields(sub)}), f"objective_args "
                   f"{sorted(bad)} are fields of {cls.__name__}.{f.name}: put them under it, e.g. objective_args.{f.name}.{min(bad)}=...")
         check(not bad, f"objective_args {sorted(bad)} are not fields of {cls.__name__}; valid: {', '.join(sorted(names)) or '(none)'}")
